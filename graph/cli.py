@@ -1,0 +1,311 @@
+"""The ``focusgraph`` command line.
+
+Exit codes: 0 ok, 1 internal error, 2 bad graph or arguments, 3 bad input image,
+4 model problem, 5 encode/output problem, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from focusgraph.graph import models
+from focusgraph.graph.compile import CompiledGraph, compile_graph
+from focusgraph.graph.document import load_document
+from focusgraph.graph.errors import FocusgraphError, GraphValidationError, Problem
+from focusgraph.graph.node import Link, Node
+from focusgraph.graph.registry import Registry, build_registry
+from focusgraph.graph.render import render
+from focusgraph.presets import find_preset, preset_paths
+
+EXIT_INTERRUPTED = 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("focusgraph")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+        return "unknown"
+
+
+def resolve_graph_path(name_or_path: str) -> Path:
+    """A bundled preset by name, or a graph file by path."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        return path
+    preset = find_preset(name_or_path)
+    if preset is None:
+        names = ", ".join(preset_paths())
+        raise GraphValidationError(
+            [Problem(None, None, f"{name_or_path!r} is neither a graph file nor a preset (presets: {names})")]
+        )
+    return preset
+
+
+def parse_bindings(
+    sets: Sequence[str], image: str | None, output: str | None
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Split ``--set`` arguments into graph input values and ``node.param`` overrides."""
+    values: dict[str, Any] = {}
+    overrides: dict[str, dict[str, Any]] = {}
+    problems: list[Problem] = []
+    for item in sets:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            problems.append(Problem(None, "--set", f"expected NAME=VALUE, got {item!r}"))
+        elif "." in name:
+            node_id, _, param = name.partition(".")
+            try:
+                parsed = yaml.safe_load(raw) if raw.strip() else raw
+            except yaml.YAMLError:
+                parsed = raw
+            overrides.setdefault(node_id, {})[param] = parsed
+        else:
+            values[name] = raw
+    if image is not None:
+        values["image"] = image
+    if output is not None:
+        values["output"] = output
+    if problems:
+        raise GraphValidationError(problems)
+    return values, overrides
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return build_registry(plugins=not args.no_plugins)
+
+
+def _compile(args: argparse.Namespace, values: dict[str, Any] | None = None, overrides: Any = None) -> CompiledGraph:
+    path = resolve_graph_path(args.graph)
+    doc = load_document(path)
+    return compile_graph(doc, values or {}, overrides=overrides, registry=_registry(args), source=str(path))
+
+
+class _Progress:
+    """A tqdm progress bar on stderr with frames/s and ETA."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._bar: Any = None
+        self._quiet = quiet
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._quiet:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="rendering")
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    values, overrides = parse_bindings(args.set, args.input, args.output)
+    graph = _compile(args, values, overrides)
+    models.ensure_for([node.cls for node in graph.nodes.values()], progress=_say(args))
+    progress = _Progress(args.quiet)
+    started = time.perf_counter()
+    try:
+        written = render(graph, overwrite=args.overwrite, progress=progress)
+    finally:
+        progress.close()
+    elapsed = time.perf_counter() - started
+    frames = graph.timeline.frame_count
+    if not args.quiet:
+        print(f"rendered {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} frames/s)", file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _say(args: argparse.Namespace) -> Any:
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr)
+
+    return say
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    values, overrides = parse_bindings(args.set, args.input, args.output)
+    path = resolve_graph_path(args.graph)
+    doc = load_document(path)
+    # Required inputs (the photo) need not be bound to check a graph's structure.
+    placeholders = {name: "placeholder" for name, spec in doc.inputs.items() if spec.default is None}
+    graph = compile_graph(
+        doc, {**placeholders, **values}, overrides=overrides, registry=_registry(args), source=str(path)
+    )
+    invariant = sum(node.invariant for node in graph.nodes.values())
+    print(
+        f"{path}: ok — {len(graph.nodes)} nodes ({invariant} computed once), "
+        f"{graph.timeline.frame_count} frames at {graph.timeline.fps:g} fps"
+    )
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name, path in preset_paths().items():
+        doc = load_document(path)
+        print(f"{name:<20} {doc.description}")
+        if args.verbose:
+            for input_name, spec in doc.inputs.items():
+                default = "(required)" if spec.default is None else f"= {spec.default}"
+                print(f"    {input_name:<14} {spec.type:<8} {default:<18} {spec.help}")
+    return 0
+
+
+def describe_annotation(annotation: Any) -> str:
+    """Readable type of a Params field: ``number | {link}``, ``lens | gaussian``, ..."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return describe_annotation(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return " | ".join(str(arg) for arg in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(describe_annotation(arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        return f"list[{describe_annotation(item)}]"
+    if annotation is Link:
+        return "{link: node}"
+    if annotation is float:
+        return "number"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def describe_node(cls: type[Node]) -> str:
+    """Reference text of a node type: description, ports, parameters."""
+    lines = [f"{cls.type_name} (version {cls.version}){' — varies per frame' if cls.varies_per_frame else ''}"]
+    if cls.description:
+        lines.append(f"  {cls.description}")
+    for title, ports in (("inputs", cls.inputs), ("outputs", cls.outputs)):
+        if ports:
+            lines.append(f"  {title}:")
+            for name, port in ports.items():
+                optional = ", optional" if port.optional else ""
+                lines.append(f"    {name:<14} {port.type.value}{optional}  {port.help}")
+    fields = cls.Params.model_fields
+    if fields:
+        lines.append("  params:")
+        for name, info in fields.items():
+            default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+            lines.append(f"    {name:<14} {describe_annotation(info.annotation)}  ({default})")
+            if info.description:
+                lines.append(f"    {'':<14} {info.description}")
+    return "\n".join(lines)
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.type:
+        cls = registry.get(args.type)
+        if cls is None:
+            hint = registry.suggest(args.type)
+            suffix = f"; did you mean {hint!r}?" if hint else ""
+            raise GraphValidationError([Problem(None, None, f"unknown node type {args.type!r}{suffix}")])
+        print(describe_node(cls))
+        return 0
+    for name, cls in sorted(registry.types.items()):
+        if args.verbose:
+            print(describe_node(cls) + "\n")
+        else:
+            print(f"{name:<18} {cls.description}")
+    for failure in registry.failures:
+        print(f"(plugin {failure.name} from {failure.origin} failed to load: {failure.message})", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    classes = list(_registry(args).types.values())
+    if args.action == "fetch":
+        models.ensure_for(classes, progress=_say(args))
+    for row in models.describe_all(classes):
+        print(row)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``focusgraph`` command."""
+    parser = argparse.ArgumentParser(
+        prog="focusgraph", description="Turn a still photo into a clip with cinematic focus effects."
+    )
+    parser.add_argument("--version", action="version", version=f"focusgraph {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--no-plugins", action="store_true", help="load only the built-in nodes")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def graph_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("graph", metavar="GRAPH_OR_PRESET", help="a graph YAML file or a preset name")
+        sub.add_argument("-i", "--input", metavar="PHOTO", help="binds the graph input `image`")
+        sub.add_argument("-o", "--output", metavar="OUT", help="binds the graph input `output`")
+        sub.add_argument(
+            "--set", action="append", default=[], metavar="NAME=VALUE", help="bind a graph input or node.param"
+        )
+
+    render_parser = commands.add_parser("render", help="render a graph or preset to a clip")
+    graph_arguments(render_parser)
+    render_parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    render_parser.set_defaults(func=cmd_render)
+
+    validate_parser = commands.add_parser("validate", help="check a graph without rendering")
+    graph_arguments(validate_parser)
+    validate_parser.set_defaults(func=cmd_validate)
+
+    presets_parser = commands.add_parser("presets", help="list bundled presets")
+    presets_parser.add_argument("-v", "--verbose", action="store_true", help="also list each preset's inputs")
+    presets_parser.set_defaults(func=cmd_presets)
+
+    nodes_parser = commands.add_parser("nodes", help="document node types")
+    nodes_parser.add_argument("type", nargs="?", help="one node type to document in full")
+    nodes_parser.add_argument("-v", "--verbose", action="store_true", help="document every type in full")
+    nodes_parser.set_defaults(func=cmd_nodes)
+
+    models_parser = commands.add_parser("models", help="list or fetch segmentation models")
+    models_parser.add_argument("action", choices=["list", "fetch"])
+    models_parser.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except FocusgraphError as exc:
+        if args.debug:
+            raise
+        print(f"focusgraph: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("focusgraph: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"focusgraph: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The base class every node type derives from, built-in or plugin.
+
+A node type is a small class that declares
+
+* ``type_name``: a namespaced name such as ``"core.blur"`` or ``"acme.vignette"``;
+* ``version``: bumped whenever the same parameters would produce different pixels
+  (it is part of every cache key);
+* ``Params``: a pydantic model (use :class:`NodeParams` as its base, which forbids
+  unknown fields and coerces nothing);
+* ``inputs`` and ``outputs``: dictionaries of :class:`Port`;
+* ``varies_per_frame``: ``True`` only when the node's output changes over time by
+  itself (a keyframe curve, film grain), not merely because an input changes;
+* ``evaluate``: a pure function of parameters, inputs and the frame context.
+
+Numeric parameters that should be animatable are declared with :func:`animatable`:
+in YAML they take either a number or ``{link: other_node}``, a link to a Scalar
+output. The engine resolves links before ``evaluate`` is called, so ``evaluate``
+always sees plain numbers.
+
+Example
+-------
+>>> class Invert(Node):
+...     type_name = "acme.invert"
+...     class Params(NodeParams):
+...         amount: animatable(ge=0, le=1) = 1.0
+...     inputs = {"image": Port(PortType.IMAGE)}
+...     outputs = {"image": Port(PortType.IMAGE)}
+...     def evaluate(self, params, inputs, ctx):
+...         image = inputs["image"]
+...         return {"image": (image + params.amount * (255 - 2.0 * image)).astype(image.dtype)}
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PortType(enum.StrEnum):
+    """The kinds of value that flow along graph edges.
+
+    ``image`` is an ``(H, W, 3)`` uint8 RGB array; ``mask`` is an ``(H, W)``
+    float32 array in ``[0, 1]``; ``scalar`` is a Python float.
+    """
+
+    IMAGE = "image"
+    MASK = "mask"
+    SCALAR = "scalar"
+
+
+@dataclass(frozen=True)
+class Port:
+    """A typed input or output of a node."""
+
+    type: PortType
+    help: str = ""
+    optional: bool = False
+
+
+class Link(BaseModel):
+    """A reference from a parameter to a Scalar output: ``{link: node}`` or ``{link: node.port}``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    link: str = Field(description="Node id, optionally followed by '.port', of a Scalar output.")
+
+
+def animatable(
+    *, ge: float | None = None, le: float | None = None, gt: float | None = None
+) -> Any:
+    """Type of a numeric parameter that may be a literal or a :class:`Link`.
+
+    The bounds apply to the literal and to the linked value at every frame.
+    """
+    number = Annotated[float, Field(ge=ge, le=le, gt=gt)]
+    return number | Link
+
+
+class NodeParams(BaseModel):
+    """Base class of every node's ``Params``: unknown fields are errors, nothing is coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """Where in the timeline a node is being evaluated.
+
+    Attributes
+    ----------
+    frame : int
+        Index of the frame, 0-based.
+    fps : float
+        Frames per second of the timeline.
+    frame_count : int
+        Number of frames in the render.
+    size : tuple of int, optional
+        ``(width, height)`` requested by the timeline, or ``None`` for the photo's size.
+    """
+
+    frame: int
+    fps: float
+    frame_count: int
+    size: tuple[int, int] | None = None
+
+    @property
+    def time(self) -> float:
+        """Time of this frame in seconds."""
+        return self.frame / self.fps
+
+    @property
+    def duration(self) -> float:
+        """Length of the timeline in seconds."""
+        return self.frame_count / self.fps
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Frame rate, length and optional output size of a render."""
+
+    fps: float
+    frame_count: int
+    size: tuple[int, int] | None = None
+
+    def context(self, frame: int) -> FrameContext:
+        """Return the evaluation context of ``frame``."""
+        return FrameContext(frame, self.fps, self.frame_count, self.size)
+
+
+class Node:
+    """Base class of all node types; see the module docstring for what to declare."""
+
+    type_name: ClassVar[str]
+    version: ClassVar[int] = 1
+    Params: ClassVar[type[NodeParams]] = NodeParams
+    inputs: ClassVar[dict[str, Port]] = {}
+    outputs: ClassVar[dict[str, Port]] = {}
+    varies_per_frame: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
+        """Compute the outputs of one frame.
+
+        Parameters
+        ----------
+        params : Params
+            The node's parameters with every link resolved to a number.
+        inputs : dict
+            Values of the connected input ports, by port name (optional ports that are
+            not connected are absent).
+        ctx : FrameContext
+            The frame being rendered.
+
+        Returns
+        -------
+        dict
+            A value for every output port.
+        """
+        raise NotImplementedError
+
+    def input_files(self, params: Any) -> list[Path]:
+        """Files this node reads, so the engine can refuse to overwrite them."""
+        return []
+
+
+class Writer:
+    """Receives the frames of one render from an :class:`OutputNode`.
+
+    ``write`` is called once per frame in order; then exactly one of ``commit``
+    (all frames written: make the output appear) or ``abort`` (remove every trace).
+    """
+
+    def write(self, inputs: dict[str, Any], ctx: FrameContext) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class OutputNode(Node):
+    """A sink: consumes frames and writes a file. A graph needs at least one."""
+
+    def output_path(self, params: Any) -> Path:
+        """The file this node will create."""
+        raise NotImplementedError
+
+    def open(self, params: Any, timeline: Timeline, overwrite: bool) -> Writer:
+        """Start writing; called once before the first frame."""
+        raise NotImplementedError
+
+    def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class NodeInfo:
+    """Registry entry: a node class and where it came from."""
+
+    cls: type[Node]
+    origin: str = "focusgraph"
+    extra: dict[str, Any] = field(default_factory=dict)

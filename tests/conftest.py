@@ -1,0 +1,31 @@
+"""Shared fixtures: the shared real photos and small graph helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "photos"
+
+
+def photo_path(name: str) -> Path:
+    """Path of a shared test photo such as ``girl-2.jpg``; skips if the folder is absent."""
+    path = PHOTOS / name
+    if not path.exists():
+        pytest.skip(f"shared test photo {path} not found")
+    return path
+
+
+@pytest.fixture
+def small_photo(tmp_path: Path) -> Path:
+    """A small photo-like PNG (gradient with a bright disc), 96x64."""
+    import cv2
+
+    y, x = np.mgrid[0:64, 0:96]
+    image = np.dstack([x * 2.5, y * 3.5, (x + y) * 1.5]).astype(np.uint8)
+    cv2.circle(image, (48, 32), 14, (250, 240, 230), -1)
+    path = tmp_path / "small.png"
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return path

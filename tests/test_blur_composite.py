@@ -1,0 +1,149 @@
+"""Pixel math of Blur, Composite, Feather, Inpaint and Grain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from focusgraph.graph.node import FrameContext
+from focusgraph.nodes.blur import Blur, disc_kernel, linear_to_srgb, srgb_to_linear
+from focusgraph.nodes.composite import Composite, over
+from focusgraph.nodes.feather import Feather
+from focusgraph.nodes.grain import Grain, estimate_noise
+from focusgraph.nodes.inpaint import Inpaint
+
+CTX = FrameContext(frame=0, fps=30, frame_count=1)
+rng = np.random.default_rng(1)
+PHOTO = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+
+
+def blur(image: np.ndarray, radius: float, kind: str = "lens", mask: np.ndarray | None = None) -> np.ndarray:
+    inputs = {"image": image} | ({"mask": mask} if mask is not None else {})
+    params = Blur.Params(kind=kind, radius=radius, units="px")
+    return Blur().evaluate(params, inputs, CTX)["image"]
+
+
+@pytest.mark.parametrize("kind", ["lens", "gaussian"])
+def test_blur_radius_zero_is_identity(kind: str) -> None:
+    assert np.array_equal(blur(PHOTO, 0.0, kind), PHOTO)
+
+
+@pytest.mark.parametrize("kind", ["lens", "gaussian"])
+@pytest.mark.parametrize("radius", [1.5, 6.0, 40.0])
+def test_blur_keeps_flat_colour_and_smooths(kind: str, radius: float) -> None:
+    flat = np.full((40, 60, 3), (200, 40, 90), np.uint8)
+    assert np.abs(blur(flat, radius, kind).astype(int) - flat).max() <= 1
+    assert blur(PHOTO, radius, kind).astype(float).std() < PHOTO.astype(float).std()
+
+
+def test_lens_blur_makes_round_bokeh() -> None:
+    dark = np.zeros((81, 81, 3), np.uint8)
+    dark[40, 40] = 255
+    out = blur(dark, 10.0, "lens")[..., 0].astype(float)
+    # A disc: flat inside, dark outside the radius.
+    assert out[40, 40] > 0 and abs(out[40, 46] - out[40, 40]) <= 0.25 * out[40, 40] + 2
+    assert out[40, 54] == 0 and out[54, 40] == 0
+
+
+def test_disc_kernel_is_normalised() -> None:
+    for radius in (0.3, 2.0, 7.5):
+        assert disc_kernel(radius).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_srgb_round_trip() -> None:
+    levels = np.arange(256, dtype=np.uint8)
+    assert np.array_equal(linear_to_srgb(srgb_to_linear(levels)), levels)
+
+
+def test_holdout_keeps_subject_colour_out_of_background() -> None:
+    image = np.full((60, 80, 3), (20, 120, 20), np.uint8)
+    mask = np.zeros((60, 80), np.float32)
+    image[20:40, 30:50] = (250, 10, 10)
+    mask[20:40, 30:50] = 1.0
+    plain, held = blur(image, 12.0, mask=None), blur(image, 12.0, mask=mask)
+    ring = (slice(14, 19), slice(30, 50))  # just above the red square
+    assert plain[ring][..., 0].mean() > 60  # ordinary blur bleeds red (the halo)
+    assert held[ring][..., 0].mean() < 25  # holdout blur does not
+
+
+@settings(max_examples=50)
+@given(arrays(np.uint8, (8, 9, 3)), arrays(np.uint8, (8, 9, 3)), st.floats(0, 1))
+def test_composite_alpha_identities(fg: np.ndarray, bg: np.ndarray, a: float) -> None:
+    ones, zeros = np.ones((8, 9), np.float32), np.zeros((8, 9), np.float32)
+    assert np.array_equal(over(fg, bg, ones), fg)
+    assert np.array_equal(over(fg, bg, zeros), bg)
+    assert np.array_equal(over(fg, fg, np.full((8, 9), a, np.float32)), fg)  # no darkened fringe
+    mixed = over(fg, bg, np.full((8, 9), a, np.float32)).astype(float)
+    expected = fg * a + bg * (1 - a)
+    assert np.abs(mixed - expected).max() <= 1.0
+
+
+def test_composite_refuses_mismatched_sizes() -> None:
+    with pytest.raises(ValueError, match="64x48"):
+        Composite().evaluate(
+            Composite.Params(),
+            {"foreground": PHOTO, "background": PHOTO[:10], "mask": np.zeros((48, 64), np.float32)},
+            CTX,
+        )
+
+
+def test_feather_zero_is_identity_and_grow_dilates() -> None:
+    mask = np.zeros((50, 50), np.float32)
+    mask[20:30, 20:30] = 1
+    feather = Feather()
+    same = feather.evaluate(Feather.Params(radius=0, grow=0, units="px"), {"mask": mask}, CTX)["mask"]
+    assert np.array_equal(same, mask)
+    grown = feather.evaluate(Feather.Params(radius=0, grow=3, units="px"), {"mask": mask}, CTX)["mask"]
+    shrunk = feather.evaluate(Feather.Params(radius=0, grow=-3, units="px"), {"mask": mask}, CTX)["mask"]
+    assert grown.sum() > mask.sum() > shrunk.sum() > 0
+    soft = feather.evaluate(Feather.Params(radius=4, units="px"), {"mask": mask}, CTX)["mask"]
+    assert 0 < soft[20, 17] < 1 and soft[25, 25] > 0.9 and soft.dtype == np.float32
+
+
+def test_inpaint_leaves_unmasked_pixels_untouched() -> None:
+    image = PHOTO.copy()
+    mask = np.zeros((48, 64), np.float32)
+    mask[10:30, 20:40] = 1.0
+    params = Inpaint.Params(grow=2, units="px")
+    out = Inpaint().evaluate(params, {"image": image, "mask": mask}, CTX)
+    filled = out["mask"] > 0.5
+    assert filled[10:30, 20:40].all() and filled.sum() > mask.sum()
+    assert np.array_equal(out["image"][~filled], image[~filled])
+    assert np.array_equal(image, PHOTO)  # the input is not modified in place
+
+
+def test_inpaint_fills_from_surroundings() -> None:
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:, :32] = (200, 0, 0)
+    image[:, 32:] = (0, 0, 200)
+    image[24:40, 24:40] = (0, 255, 0)  # the "subject"
+    mask = np.zeros((64, 64), np.float32)
+    mask[24:40, 24:40] = 1.0
+    out = Inpaint().evaluate(Inpaint.Params(grow=0), {"image": image, "mask": mask}, CTX)["image"]
+    hole = out[24:40, 24:40].astype(int)
+    assert hole[..., 1].max() < 10  # no subject colour left
+    assert hole[:, 0, 0].mean() > 150 and hole[:, -1, 2].mean() > 150  # each side continues
+
+
+def test_grain_amount_and_determinism() -> None:
+    grey = np.full((128, 128, 3), 128, np.uint8)
+    grain = Grain()
+    params = Grain.Params(amount=4.0)
+    first = grain.evaluate(params, {"image": grey}, FrameContext(0, 30, 10))["image"]
+    again = grain.evaluate(params, {"image": grey}, FrameContext(0, 30, 10))["image"]
+    other = grain.evaluate(params, {"image": grey}, FrameContext(1, 30, 10))["image"]
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert first.astype(float).std() == pytest.approx(4.0, rel=0.1)
+    assert np.array_equal(grain.evaluate(Grain.Params(amount=0.0), {"image": grey}, CTX)["image"], grey)
+
+
+def test_grain_matches_reference_noise() -> None:
+    luminance_noise = np.random.default_rng(3).normal(0, 5, (128, 128, 1))
+    noisy = np.clip(128 + np.repeat(luminance_noise, 3, axis=2), 0, 255).astype(np.uint8)
+    assert estimate_noise(noisy) == pytest.approx(5.0, rel=0.2)
+    grey = np.full((128, 128, 3), 128, np.uint8)
+    out = Grain().evaluate(Grain.Params(amount=1.0), {"image": grey, "reference": noisy}, CTX)["image"]
+    assert out.astype(float).std() == pytest.approx(estimate_noise(noisy), rel=0.15)
