@@ -47,7 +47,13 @@ def resolve_graph_path(name_or_path: str) -> Path:
     if preset is None:
         names = ", ".join(preset_paths())
         raise GraphValidationError(
-            [Problem(None, None, f"{name_or_path!r} is neither a graph file nor a preset (presets: {names})")]
+            [
+                Problem(
+                    None,
+                    None,
+                    f"{name_or_path!r} is neither a graph file nor a preset (presets: {names})",
+                )
+            ]
         )
     return preset
 
@@ -86,7 +92,9 @@ def _registry(args: argparse.Namespace) -> Registry:
     return build_registry(plugins=not args.no_plugins)
 
 
-def _compile(args: argparse.Namespace, values: dict[str, Any] | None = None, overrides: Any = None) -> CompiledGraph:
+def _compile(
+    args: argparse.Namespace, values: dict[str, Any] | None = None, overrides: Any = None
+) -> CompiledGraph:
     path = resolve_graph_path(args.graph)
     doc = load_document(path)
     return compile_graph(doc, values or {}, overrides=overrides, registry=_registry(args), source=str(path))
@@ -126,7 +134,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     frames = graph.timeline.frame_count
     if not args.quiet:
-        print(f"rendered {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} frames/s)", file=sys.stderr)
+        print(
+            f"rendered {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} frames/s)",
+            file=sys.stderr,
+        )
     for path in written:
         print(path)
     return 0
@@ -147,7 +158,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # Required inputs (the photo) need not be bound to check a graph's structure.
     placeholders = {name: "placeholder" for name, spec in doc.inputs.items() if spec.default is None}
     graph = compile_graph(
-        doc, {**placeholders, **values}, overrides=overrides, registry=_registry(args), source=str(path)
+        doc,
+        {**placeholders, **values},
+        overrides=overrides,
+        registry=_registry(args),
+        source=str(path),
     )
     invariant = sum(node.invariant for node in graph.nodes.values())
     print(
@@ -191,7 +206,9 @@ def describe_annotation(annotation: Any) -> str:
 
 def describe_node(cls: type[Node]) -> str:
     """Reference text of a node type: description, ports, parameters."""
-    lines = [f"{cls.type_name} (version {cls.version}){' — varies per frame' if cls.varies_per_frame else ''}"]
+    lines = [
+        f"{cls.type_name} (version {cls.version}){' — varies per frame' if cls.varies_per_frame else ''}"
+    ]
     if cls.description:
         lines.append(f"  {cls.description}")
     for title, ports in (("inputs", cls.inputs), ("outputs", cls.outputs)):
@@ -204,7 +221,11 @@ def describe_node(cls: type[Node]) -> str:
     if fields:
         lines.append("  params:")
         for name, info in fields.items():
-            default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+            default = (
+                "required"
+                if info.is_required()
+                else f"default {info.get_default(call_default_factory=True)!r}"
+            )
             lines.append(f"    {name:<14} {describe_annotation(info.annotation)}  ({default})")
             if info.description:
                 lines.append(f"    {'':<14} {info.description}")
@@ -227,7 +248,10 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         else:
             print(f"{name:<18} {cls.description}")
     for failure in registry.failures:
-        print(f"(plugin {failure.name} from {failure.origin} failed to load: {failure.message})", file=sys.stderr)
+        print(
+            f"(plugin {failure.name} from {failure.origin} failed to load: {failure.message})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -243,7 +267,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``focusgraph`` command."""
     parser = argparse.ArgumentParser(
-        prog="focusgraph", description="Turn a still photo into a clip with cinematic focus effects."
+        prog="focusgraph",
+        description="Turn a still photo into a clip with cinematic focus effects.",
     )
     parser.add_argument("--version", action="version", version=f"focusgraph {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -256,7 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("-i", "--input", metavar="PHOTO", help="binds the graph input `image`")
         sub.add_argument("-o", "--output", metavar="OUT", help="binds the graph input `output`")
         sub.add_argument(
-            "--set", action="append", default=[], metavar="NAME=VALUE", help="bind a graph input or node.param"
+            "--set",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="bind a graph input or node.param",
         )
 
     render_parser = commands.add_parser("render", help="render a graph or preset to a clip")
@@ -303,7 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"focusgraph: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        print(
+            f"focusgraph: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
         return 1
 
 

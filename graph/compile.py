@@ -114,17 +114,27 @@ def _resolve_ref(
         else:
             names = ", ".join(outputs) or "none"
             problems.append(
-                Problem(owner, field_name, f"{source_id!r} has several outputs ({names}); write {source_id}.PORT")
+                Problem(
+                    owner,
+                    field_name,
+                    f"{source_id!r} has several outputs ({names}); write {source_id}.PORT",
+                )
             )
             return None
     if port not in outputs:
         names = ", ".join(outputs) or "none"
-        problems.append(Problem(owner, field_name, f"{source_id!r} has no output {port!r} (outputs: {names})"))
+        problems.append(
+            Problem(owner, field_name, f"{source_id!r} has no output {port!r} (outputs: {names})")
+        )
         return None
     actual = outputs[port].type
     if want is not None and actual != want:
         problems.append(
-            Problem(owner, field_name, f"type mismatch: {source_id}.{port} is {actual.value}, expected {want.value}")
+            Problem(
+                owner,
+                field_name,
+                f"type mismatch: {source_id}.{port} is {actual.value}, expected {want.value}",
+            )
         )
         return None
     return Ref(source_id, port)
@@ -142,11 +152,17 @@ def _timeline(doc: GraphDocument, bound: dict[str, Any], problems: list[Problem]
         ok = False
     if isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 <= duration <= 600:
         problems.append(
-            Problem(None, "timeline.duration", f"must be a number of seconds between 0 and 600, got {duration!r}")
+            Problem(
+                None,
+                "timeline.duration",
+                f"must be a number of seconds between 0 and 600, got {duration!r}",
+            )
         )
         ok = False
     if size is not None and not (
-        isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 2 <= v <= 16384 for v in size)
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and 2 <= v <= 16384 for v in size)
     ):
         problems.append(Problem(None, "timeline.size", f"must be [width, height] in pixels, got {size!r}"))
         ok = False
@@ -225,7 +241,11 @@ def compile_graph(
             if port is None:
                 names = ", ".join(cls.inputs) or "none"
                 problems.append(
-                    Problem(node_id, f"inputs.{port_name}", f"{cls.type_name} has no input {port_name!r} (inputs: {names})")
+                    Problem(
+                        node_id,
+                        f"inputs.{port_name}",
+                        f"{cls.type_name} has no input {port_name!r} (inputs: {names})",
+                    )
                 )
                 continue
             ref = _resolve_ref(text, classes, node_id, f"inputs.{port_name}", port.type, problems)
@@ -241,7 +261,12 @@ def compile_graph(
                 value = getattr(params, field_name)
                 if isinstance(value, Link):
                     ref = _resolve_ref(
-                        value.link, classes, node_id, f"params.{field_name}", PortType.SCALAR, problems
+                        value.link,
+                        classes,
+                        node_id,
+                        f"params.{field_name}",
+                        PortType.SCALAR,
+                        problems,
                     )
                     if ref is not None:
                         links[field_name] = ref
@@ -268,8 +293,10 @@ def compile_graph(
     for node_id in order:
         node = compiled[node_id]
         upstream = [ref.node for ref in [*node.inputs.values(), *node.links.values()]]
-        node.invariant = not node.cls.varies_per_frame and not node.is_output and all(
-            compiled[up].invariant for up in upstream
+        node.invariant = (
+            not node.cls.varies_per_frame
+            and not node.is_output
+            and all(compiled[up].invariant for up in upstream)
         )
     return CompiledGraph(doc.name, doc.description, timeline, compiled, order, source)
 
@@ -286,7 +313,11 @@ def _file_conflicts(nodes: dict[str, CompiledNode]) -> list[Problem]:
             target = Path(node.instance.output_path(node.params)).expanduser().resolve()
             if target in reads:
                 problems.append(
-                    Problem(node.id, "params.path", f"would overwrite the input file {target} read by {reads[target]!r}")
+                    Problem(
+                        node.id,
+                        "params.path",
+                        f"would overwrite the input file {target} read by {reads[target]!r}",
+                    )
                 )
     return problems
 

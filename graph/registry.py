@@ -74,9 +74,7 @@ def _is_builtin(entry_point: EntryPoint) -> bool:
     return entry_point.value.startswith("focusgraph.nodes.")
 
 
-def build_registry(
-    entry_points_: Iterable[EntryPoint] | None = None, *, plugins: bool = True
-) -> Registry:
+def build_registry(entry_points_: Iterable[EntryPoint] | None = None, *, plugins: bool = True) -> Registry:
     """Load node types from the entry-point group.
 
     Parameters

@@ -68,7 +68,9 @@ class Evaluator:
             "type": node.cls.type_name,
             "version": node.cls.version,
             "params": params.model_dump(mode="json"),
-            "inputs": {port: self._results[ref.node].key + ":" + ref.port for port, ref in node.inputs.items()},
+            "inputs": {
+                port: self._results[ref.node].key + ":" + ref.port for port, ref in node.inputs.items()
+            },
             "frame": ctx.frame if node.cls.varies_per_frame else None,
         }
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -89,7 +91,7 @@ class Evaluator:
                 continue
             inputs = {port: self._results[ref.node].outputs[ref.port] for port, ref in node.inputs.items()}
             self.evaluations[node_id] += 1
-            outputs = _guarded(node, lambda: node.instance.evaluate(params, inputs, ctx))
+            outputs = _guarded(node, node.instance.evaluate, params, inputs, ctx)
             self._results[node_id] = _Result(key, outputs)
         return {node_id: result.outputs for node_id, result in self._results.items()}
 
@@ -98,18 +100,19 @@ class Evaluator:
         return {port: self._results[ref.node].outputs[ref.port] for port, ref in node.inputs.items()}
 
 
-def _guarded(node: CompiledNode, call: Callable[[], Any]) -> Any:
-    """Run ``call``; turn an unexpected exception into a NodeExecutionError naming the node."""
+def _guarded(node: CompiledNode, call: Callable[..., Any], *args: Any) -> Any:
+    """Run ``call(*args)``; turn an unexpected exception into a NodeExecutionError naming the node."""
     try:
-        return call()
+        return call(*args)
     except FocusgraphError as exc:
-        if exc.node is None:
-            exc.node = node.id
+        exc.node = exc.node or node.id
         raise
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:
-        raise NodeExecutionError(f"{node.cls.type_name} failed: {type(exc).__name__}: {exc}", node=node.id) from exc
+        raise NodeExecutionError(
+            f"{node.cls.type_name} failed: {type(exc).__name__}: {exc}", node=node.id
+        ) from exc
 
 
 def render(
@@ -136,20 +139,22 @@ def render(
         for node in graph.outputs:
             assert isinstance(node.instance, OutputNode)
             instance = node.instance
-            writers.append((node, _guarded(node, lambda: instance.open(node.params, timeline, overwrite))))
+            writers.append((node, _guarded(node, instance.open, node.params, timeline, overwrite)))
         for frame in range(timeline.frame_count):
             ctx = timeline.context(frame)
             evaluator.run(ctx)
             for node, writer in writers:
                 inputs = evaluator.output_inputs(node)
                 evaluator.evaluations[node.id] += 1
-                _guarded(node, lambda: writer.write(inputs, ctx))  # noqa: B023 - called at once
+                _guarded(node, writer.write, inputs, ctx)
             if progress is not None:
                 progress(frame + 1, timeline.frame_count)
         return [_guarded(node, writer.commit) for node, writer in writers]
-    except BaseException:
+    except BaseException as exc:
         for _, writer in writers:
             writer.abort()
+        if isinstance(exc, FocusgraphError):
+            exc.source = exc.source or graph.source
         raise
 
 

@@ -109,9 +109,7 @@ def _check_file(path: Path) -> None:
     except (FileNotFoundError, NotADirectoryError):
         raise _fail(path, "no such file; check the path and its spelling") from None
     except PermissionError:
-        raise _fail(
-            path, "permission denied while looking up the file; make its folder readable"
-        ) from None
+        raise _fail(path, "permission denied while looking up the file; make its folder readable") from None
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror or exc}); check the path") from None
     if stat.S_ISDIR(info.st_mode):
@@ -167,9 +165,7 @@ def _open_image(path: Path, stream: IO[bytes], max_pixels: int) -> ImageFile.Ima
                 f"looks like a {kind} file but its header is damaged or cut short; "
                 "export or download the photo again",
             ) from None
-        raise _fail(
-            path, "not an image file (unknown format); save it as JPEG, PNG, WebP or TIFF"
-        ) from None
+        raise _fail(path, "not an image file (unknown format); save it as JPEG, PNG, WebP or TIFF") from None
     except MemoryError:
         raise
     except EOFError:
@@ -293,8 +289,10 @@ def _from_pillow(path: Path, image: ImageFile.ImageFile) -> _Pixels:
             color = samples[:, :, 0] if gray else samples[:, :, :3]
             return _Pixels(np.ascontiguousarray(color), np.ascontiguousarray(samples[:, :, -1]))
         if mode in ("1", "L"):
-            return _Pixels(np.asarray(image.convert("L"), dtype=np.uint8), None)
-        return _Pixels(np.asarray(image.convert("RGB"), dtype=np.uint8), None)
+            luma = image if mode == "L" else image.convert("L")
+            return _Pixels(np.asarray(luma, dtype=np.uint8), None)
+        rgb = image if mode == "RGB" else image.convert("RGB")
+        return _Pixels(np.asarray(rgb, dtype=np.uint8), None)
     except MemoryError:
         raise
     except Exception as exc:
@@ -379,7 +377,8 @@ def read_rgb(
     Returns
     -------
     numpy.ndarray
-        ``(H, W, 3)`` uint8, C-contiguous.
+        ``(H, W, 3)`` uint8, C-contiguous; it may be read-only, so copy it before
+        editing it in place.
 
     Raises
     ------
@@ -420,7 +419,7 @@ def read_gray(
     Returns
     -------
     numpy.ndarray
-        ``(H, W)`` float32 in ``[0, 1]``; 16-bit files keep their full precision.
+        ``(H, W)`` float32 in ``[0, 1]``, writable; 16-bit files keep their full precision.
 
     Raises
     ------
@@ -442,9 +441,7 @@ def read_gray(
     return np.clip(luma, 0.0, 1.0).astype(np.float32)
 
 
-def probe_size(
-    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[int, int]:
+def probe_size(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """Return the upright ``(width, height)`` of an image from its header, without decoding.
 
     This does not prove the file is complete; :func:`read_rgb` does.

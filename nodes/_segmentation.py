@@ -37,9 +37,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
+
 from focusgraph.graph.errors import ModelError
 from focusgraph.graph.models import ModelSpec, models_dir
-from numpy.typing import NDArray
 
 FloatMask = NDArray[np.float32]
 BoolMask = NDArray[np.bool_]
@@ -181,9 +182,7 @@ def u2net_alpha(image: RGB, model: Path) -> FloatMask:
         try:
             options = ort.SessionOptions()
             options.log_severity_level = 3
-            return ort.InferenceSession(
-                str(model), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            return ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise _model_failure(model, exc) from exc
 
@@ -194,9 +193,9 @@ def u2net_alpha(image: RGB, model: Path) -> FloatMask:
     small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
     small /= max(float(small.max()), 1e-6)
     tensor = ((small - _U2_MEAN) / _U2_STD).transpose(2, 0, 1)[None]
-    prediction = np.asarray(
-        session.run(None, {session.get_inputs()[0].name: tensor.astype(np.float32)})[0]
-    )[0, 0]
+    prediction = np.asarray(session.run(None, {session.get_inputs()[0].name: tensor.astype(np.float32)})[0])[
+        0, 0
+    ]
     low, high = float(prediction.min()), float(prediction.max())
     alpha = (prediction - low) / max(high - low, 1e-8)
     return _resize_mask(alpha.astype(np.float32), width, height)
@@ -304,9 +303,7 @@ def guided_filter(guide: RGB, source: FloatMask, radius: int, eps: float) -> Flo
     channels = [np.ascontiguousarray(colour[..., c]) for c in range(3)]
     mean_i = [_box(c, radius) for c in channels]
     mean_p = _box(p, radius)
-    cov_ip = np.stack(
-        [_box(c * p, radius) - m * mean_p for c, m in zip(channels, mean_i, strict=True)], -1
-    )
+    cov_ip = np.stack([_box(c * p, radius) - m * mean_p for c, m in zip(channels, mean_i, strict=True)], -1)
     sigma = np.empty((*p.shape, 3, 3), np.float32)
     for i in range(3):
         for j in range(i, 3):
@@ -433,16 +430,21 @@ def refine(image: RGB, alpha: FloatMask, keep: BoolMask) -> FloatMask:
 def fuse(coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int) -> FloatMask:
     """Combine a coarse person probability with a fine alpha around ``region``.
 
-    Inside ``region`` eroded by ``band``: the larger of the two. In the band
-    around its edge: the fine alpha weighted by its own confidence ``|2 f - 1|``,
-    the coarse one for the rest. Outside: zero.
+    The fine alpha decides the edge, weighted by its confidence ``|2 f - 1|`` and by
+    how close the pixel is to the coarse region's edge (full weight at the edge,
+    none ``band`` pixels inside it): deep inside the region the larger of the two
+    wins, so the coarse model fills what the fine one misses (an arm). Outside the
+    region the fine alpha counts only within ``band`` pixels, so it cannot add a
+    painting next to the person.
     """
-    inner = _erode(region, band)
-    ring = _dilate(region, band) & ~inner
+    inside = region.astype(np.uint8)
+    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
     confidence = np.abs(2.0 * fine - 1.0)
-    blended = confidence * fine + (1.0 - confidence) * coarse
-    out = np.where(inner, np.maximum(coarse, fine), np.where(ring, blended, 0.0))
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    weight = confidence * (1.0 - np.clip(depth / max(band, 1), 0.0, 1.0))
+    within = weight * fine + (1.0 - weight) * np.maximum(coarse, fine)
+    near = np.where(outside <= band, confidence * fine + (1.0 - confidence) * coarse, 0.0)
+    return np.clip(np.where(region, within, near), 0.0, 1.0).astype(np.float32)
 
 
 def segment_person(
@@ -470,19 +472,59 @@ def segment_person(
     seed = select_regions(first > 0.5, hint)
     if seed.sum() < max(16, 2e-3 * height * width):
         return None
-    box = _bbox(seed, 0.15, round(0.03 * longer))
-    second = _in_crop(person, image, box)
-    region = _regions_touching(second > 0.5, seed)
-    if not region.any():
-        region = seed
+    box, second, region = locate_person(image, person, seed)
     coarse = np.where(region, second, 0.0).astype(np.float32)
-    alpha = fuse(coarse, _in_crop(fine, image, box), region, max(1, round(0.01 * longer)))
+    alpha = fuse(coarse, _in_crop(fine, image, box), region, max(1, round(0.0075 * longer)))
     return refine(image, alpha, region)
 
 
-def segment_salient(
-    image: RGB, fine: AlphaRunner, hint: Sequence[float] | None = None
-) -> FloatMask:
+def locate_person(
+    image: RGB, person: Callable[[RGB], FloatMask], seed: BoolMask
+) -> tuple[tuple[int, int, int, int], FloatMask, BoolMask]:
+    """Second, closer look at the person found at ``seed`` by the first pass.
+
+    MediaPipe runs again on a crop around the seed. Its confident pixels (> 0.9)
+    connected to the seed are the person's core; when the core reaches a side of the
+    crop that is not the photo's edge (raised arms, faint in the first pass), the crop
+    grows that way and the model runs again (twice at most). The person region is the
+    core plus the less confident pixels attached to it, but only within 2% of the
+    photo's longer side of the core, so that a painting the model half-believes in
+    does not leak in.
+
+    Returns
+    -------
+    tuple
+        The crop box ``(y0, y1, x0, x1)``, the crop's person probability placed in a
+        full-size mask, and the person region.
+    """
+    height, width = image.shape[:2]
+    longer = max(height, width)
+    pad = round(0.03 * longer)
+    box = _bbox(seed, 0.15, pad)
+    for attempt in range(3):
+        second = _in_crop(person, image, box)
+        core = _regions_touching(second > 0.9, seed)
+        if not core.any():
+            core = seed & (second > 0.5)
+            if not core.any():
+                return box, second, seed
+        y0, y1, x0, x1 = box
+        touches = (
+            (y0 > 0 and core[y0].any())
+            or (y1 < height and core[y1 - 1].any())
+            or (x0 > 0 and core[:, x0].any())
+            or (x1 < width and core[:, x1 - 1].any())
+        )
+        if not touches or attempt == 2:
+            break
+        grown = _bbox(core, 0.15, pad)
+        box = (min(y0, grown[0]), max(y1, grown[1]), min(x0, grown[2]), max(x1, grown[3]))
+    near = _dilate(core, max(1, round(0.02 * longer)))
+    region = _regions_touching((second > 0.5) & near, core) | core
+    return box, second, region
+
+
+def segment_salient(image: RGB, fine: AlphaRunner, hint: Sequence[float] | None = None) -> FloatMask:
     """Salient-object matte of ``image``: the largest (or hinted) region of ``fine``."""
     alpha = fine(image)
     seed = select_regions(alpha > 0.5, hint)

@@ -21,6 +21,4 @@ def to_pixels(length: float, units: Units, image: np.ndarray) -> float:
 def check_same_size(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
     """Raise ``ValueError`` if two images or masks differ in height/width."""
     if a.shape[:2] != b.shape[:2]:
-        raise ValueError(
-            f"{name_a} is {a.shape[1]}x{a.shape[0]} but {name_b} is {b.shape[1]}x{b.shape[0]}"
-        )
+        raise ValueError(f"{name_a} is {a.shape[1]}x{a.shape[0]} but {name_b} is {b.shape[1]}x{b.shape[0]}")

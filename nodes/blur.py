@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType, animatable
+from focusgraph.nodes._memo import last_for
 from focusgraph.nodes._units import UNITS_HELP, Units, check_same_size, to_pixels
 
 # Work at a scale where the kernel radius is about this many pixels.
@@ -37,13 +38,20 @@ def srgb_to_linear(image: np.ndarray) -> np.ndarray:
     return _SRGB_TO_LINEAR[image]
 
 
+def _encode_srgb(linear: np.ndarray) -> np.ndarray:
+    clipped = np.clip(linear, 0.0, 1.0)
+    encoded = np.where(clipped <= 0.0031308, clipped * 12.92, 1.055 * np.power(clipped, 1 / 2.4) - 0.055)
+    return np.clip(encoded * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+# 16-bit table: exact to the 8-bit level everywhere and ~5x faster than the power law.
+_LINEAR_TO_SRGB = _encode_srgb(np.arange(65536, dtype=np.float64) / 65535)
+
+
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     """float32 linear light to uint8 sRGB."""
-    clipped = np.clip(linear, 0.0, 1.0)
-    encoded = np.where(
-        clipped <= 0.0031308, clipped * 12.92, 1.055 * np.power(clipped, 1 / 2.4) - 0.055
-    )
-    return np.clip(encoded * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    index = np.clip(linear * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
+    return _LINEAR_TO_SRGB[index]
 
 
 def disc_kernel(radius: float) -> np.ndarray:
@@ -54,26 +62,23 @@ def disc_kernel(radius: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def _work_size(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
-    return max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale))
+def blur_reduced(values: np.ndarray, kind: str, radius: float) -> np.ndarray:
+    """Blur a float32 (H, W[, C]) array by ``radius`` pixels at a reduced working size.
 
-
-def blur_array(values: np.ndarray, kind: str, radius: float) -> np.ndarray:
-    """Blur a float32 (H, W) or (H, W, C) array by ``radius`` pixels, same shape out."""
-    height, width = values.shape[:2]
+    The result is returned at the working size (a blurred image is smooth, so it can be
+    finished there and upsampled afterwards); the working size keeps the kernel radius
+    near ``_LENS_WORK_RADIUS`` (or sigma near ``_GAUSS_WORK_SIGMA``) pixels.
+    """
     work = _LENS_WORK_RADIUS if kind == "lens" else 2 * _GAUSS_WORK_SIGMA
     scale = min(1.0, work / radius)
     small = values
     if scale < 1.0:
-        small = cv2.resize(values, _work_size(values.shape, scale), interpolation=cv2.INTER_AREA)
-    scaled_radius = radius * scale
+        size = (max(1, round(values.shape[1] * scale)), max(1, round(values.shape[0] * scale)))
+        small = cv2.resize(values, size, interpolation=cv2.INTER_AREA)
+    scaled_radius = radius * small.shape[1] / values.shape[1]
     if kind == "lens":
-        blurred = cv2.filter2D(small, -1, disc_kernel(scaled_radius), borderType=cv2.BORDER_REFLECT)
-    else:
-        blurred = cv2.GaussianBlur(small, (0, 0), scaled_radius / 2, borderType=cv2.BORDER_REFLECT)
-    if scale < 1.0:
-        blurred = cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
-    return blurred.reshape(values.shape)
+        return cv2.filter2D(small, -1, disc_kernel(scaled_radius), borderType=cv2.BORDER_REFLECT)
+    return cv2.GaussianBlur(small, (0, 0), scaled_radius / 2, borderType=cv2.BORDER_REFLECT)
 
 
 class Blur(Node):
@@ -84,7 +89,8 @@ class Blur(Node):
 
     class Params(NodeParams):
         kind: Literal["gaussian", "lens"] = Field(
-            default="lens", description="`lens`: disc (bokeh) kernel in linear light; `gaussian`: sigma = radius/2."
+            default="lens",
+            description="`lens`: disc (bokeh) kernel in linear light; `gaussian`: sigma = radius/2.",
         )
         radius: animatable(ge=0, le=2000) = Field(  # type: ignore[valid-type]
             default=0.02, description="Blur radius (animatable); 0 leaves the image untouched."
@@ -103,27 +109,42 @@ class Blur(Node):
         if radius < _IDENTITY_RADIUS:
             return {"image": image}
         holdout: np.ndarray | None = inputs.get("mask")
-        linear = srgb_to_linear(image) if params.kind == "lens" else image.astype(np.float32) / 255
         if holdout is None:
-            result = blur_array(linear, params.kind, radius)
+            blurred = blur_reduced(_working_values(image, params.kind), params.kind, radius)
         else:
             check_same_size("image", image, "mask", holdout)
-            result = _holdout_blur(linear, 1.0 - holdout.astype(np.float32), params.kind, radius)
+            blurred = blur_reduced(_weighted_values(image, holdout, params.kind), params.kind, radius)
+            blurred = blurred[..., :3] / blurred[..., 3:]
         if params.kind == "lens":
-            return {"image": linear_to_srgb(result)}
-        return {"image": np.clip(result * 255.0 + 0.5, 0, 255).astype(np.uint8)}
+            encoded = linear_to_srgb(blurred)
+        else:
+            encoded = np.clip(blurred * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        height, width = image.shape[:2]
+        if encoded.shape[:2] != (height, width):
+            encoded = cv2.resize(encoded, (width, height), interpolation=cv2.INTER_LINEAR)
+        return {"image": encoded}
 
 
-def _holdout_blur(values: np.ndarray, weight: np.ndarray, kind: str, radius: float) -> np.ndarray:
-    """Normalised convolution: blur of ``values * weight`` divided by blur of ``weight``.
+# Weight left on held-out pixels: where nothing else is in reach (deep inside a large
+# subject) the result degrades gracefully to the plain blur of the (inpainted) image.
+_HOLDOUT_FLOOR = 1e-3
 
-    Where almost no unheld pixel is within reach (deep inside a large subject), the
-    plain blur of ``values`` is used instead; an inpainted plate makes that region clean.
+
+@last_for
+def _working_values(image: np.ndarray, kind: str) -> np.ndarray:
+    """The image as float32: linear light for `lens`, else sRGB values in [0, 1]."""
+    return srgb_to_linear(image) if kind == "lens" else image.astype(np.float32) / 255
+
+
+@last_for
+def _weighted_values(image: np.ndarray, holdout: np.ndarray, kind: str) -> np.ndarray:
+    """(H, W, 4) values premultiplied by the holdout weight, with the weight last.
+
+    Blurring this and dividing colour by weight is normalised convolution: held-out
+    pixels contribute (almost) nothing to their neighbours.
     """
-    stacked = np.dstack([values * weight[..., None], weight])
-    blurred = blur_array(stacked, kind, radius)
-    numerator, denominator = blurred[..., :3], blurred[..., 3:]
-    confidence = np.clip(denominator / 0.05, 0.0, 1.0)
-    normalised = numerator / np.maximum(denominator, 1e-6)
-    plain = blur_array(values, kind, radius)
-    return normalised * confidence + plain * (1.0 - confidence)
+    weight = 1.0 - holdout.astype(np.float32) * (1.0 - _HOLDOUT_FLOOR)
+    stacked = np.empty((*image.shape[:2], 4), np.float32)
+    np.multiply(_working_values(image, kind), weight[..., None], out=stacked[..., :3])
+    stacked[..., 3] = weight
+    return stacked

@@ -19,13 +19,16 @@ Safety
     (``.<name>.focusgraph-tmp-<random><ext>``) and is moved into place with
     :func:`os.replace` only after ffmpeg has exited successfully, so an interrupted
     or failed render never leaves a partial file and never touches an existing
-    one. The output directory must already exist; it is not created.
+    one. The output directory must already exist; it is not created. ffmpeg runs
+    in its own process group (a terminal Ctrl-C reaches only Python, which aborts);
+    a writer dropped without commit or abort is cleaned up by a finalizer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import subprocess
 import tempfile
@@ -37,6 +40,8 @@ from typing import IO, Any, ClassVar, Literal
 import cv2
 import imageio_ffmpeg
 import numpy as np
+from pydantic import Field
+
 from focusgraph.graph.errors import EncodeError
 from focusgraph.graph.node import (
     FrameContext,
@@ -47,7 +52,6 @@ from focusgraph.graph.node import (
     Timeline,
     Writer,
 )
-from pydantic import Field
 
 Preset = Literal[
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
@@ -79,7 +83,7 @@ COLOR_TAGS = [
     "-color_range", "tv",
 ]  # fmt: skip
 
-STDERR_TAIL_LINES = 4
+STDERR_TAIL_LINES = 6
 ABORT_WAIT_SECONDS = 5.0
 
 
@@ -110,23 +114,22 @@ class Encode(OutputNode):
             default=18,
             ge=0,
             le=51,
-            description="H.264 constant rate factor: 0 is lossless, 18 visually lossless, "
-            "23 x264's default; higher is smaller and worse.",
+            description="H.264 constant rate factor (video only): 18 is near visually "
+            "lossless, 23 is x264's default; higher is smaller and worse.",
         )
         preset: Preset = Field(
             default="medium",
-            description="x264 speed preset: slower presets give smaller files at equal crf.",
+            description="x264 speed preset (video only): slower presets give smaller files at equal crf.",
         )
         faststart: bool = Field(
             default=True,
-            description="Put the MP4 index (moov) before the data so playback can start "
-            "while downloading.",
+            description="Put the MP4 index (moov) before the data so playback can start while downloading.",
         )
         quality: int = Field(
             default=95,
             ge=1,
             le=100,
-            description="JPEG quality of a still, 1-100.",
+            description="JPEG quality of a still, 1-100 (ignored for MP4 and PNG).",
         )
 
     inputs: ClassVar[dict[str, Port]] = {
@@ -154,7 +157,7 @@ class Encode(OutputNode):
             raise EncodeError(
                 f"'{target}' is a still image but the timeline has {timeline.frame_count} "
                 "frames; use a .mp4 path or render a single frame",
-                field="path",
+                field="params.path",
             )
         check_target(target, overwrite)
         if fmt == "mp4":
@@ -170,9 +173,8 @@ def resolve_format(fmt: Format | Literal["auto"], target: Path) -> Format:
     if found is None:
         known = ", ".join(EXTENSION_FORMATS)
         raise EncodeError(
-            f"cannot tell the format of '{target}' from its extension; use one of {known} "
-            "or set format",
-            field="path",
+            f"cannot tell the format of '{target}' from its extension; use one of {known} or set format",
+            field="params.path",
         )
     return found
 
@@ -180,16 +182,17 @@ def resolve_format(fmt: Format | Literal["auto"], target: Path) -> Format:
 def check_target(target: Path, overwrite: bool) -> None:
     """Refuse a target that is a directory, exists without ``overwrite``, or has no directory."""
     if target.is_dir():
-        raise EncodeError(f"'{target}' is a directory; give a file name", field="path")
+        raise EncodeError(f"'{target}' is a directory; give a file name", field="params.path")
     if target.exists() or target.is_symlink():
         if not overwrite:
-            raise EncodeError(f"'{target}' exists; pass --overwrite to replace it", field="path")
+            raise EncodeError(f"'{target}' exists; pass --overwrite to replace it", field="params.path")
         if not target.is_file():
-            raise EncodeError(f"'{target}' exists and is not a regular file", field="path")
+            raise EncodeError(f"'{target}' exists and is not a regular file", field="params.path")
     parent = target.parent
     if not parent.is_dir():
         raise EncodeError(
-            f"directory '{parent}' of '{target}' does not exist; create it first", field="path"
+            f"directory '{parent}' of '{target}' does not exist; create it first",
+            field="params.path",
         )
 
 
@@ -207,11 +210,11 @@ def reserve_temp(target: Path, extension: str) -> Path:
             continue
         except OSError as error:
             raise EncodeError(
-                f"cannot create a file in '{target.parent}': {error.strerror}", field="path"
+                f"cannot create a file in '{target.parent}': {error.strerror}", field="params.path"
             ) from error
         os.close(fd)
         return temp
-    raise EncodeError(f"cannot create a temporary file beside '{target}'", field="path")
+    raise EncodeError(f"cannot create a temporary file beside '{target}'", field="params.path")
 
 
 def even_crop(image: np.ndarray) -> np.ndarray:
@@ -225,9 +228,7 @@ def even_crop(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
     even_h, even_w = height - height % 2, width - width % 2
     if even_h == 0 or even_w == 0:
-        raise EncodeError(
-            f"image too small to encode as video: {width}x{height} (needs at least 2x2)"
-        )
+        raise EncodeError(f"image too small to encode as video: {width}x{height} (needs at least 2x2)")
     if (even_h, even_w) == (height, width):
         return image
     return image[:even_h, :even_w]
@@ -264,6 +265,7 @@ def stderr_tail(log: IO[bytes], lines: int = STDERR_TAIL_LINES) -> str:
     log.flush()
     log.seek(0)
     text = log.read().decode("utf-8", "replace")
+    text = re.sub(r" @ 0x[0-9a-f]+\]", "]", text)
     tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
     return " | ".join(tail) if tail else "no message from ffmpeg"
 
@@ -315,17 +317,13 @@ class AtomicWriter(Writer):
         """
         if not self.overwrite and (self.target.exists() or self.target.is_symlink()):
             self.abort()
-            raise EncodeError(
-                f"'{self.target}' exists; pass --overwrite to replace it", field="path"
-            )
+            raise EncodeError(f"'{self.target}' exists; pass --overwrite to replace it", field="params.path")
         try:
             with open(self.temp, "rb") as file:
                 os.fsync(file.fileno())
             os.replace(self.temp, self.target)
         except OSError as error:
-            raise self.fail(
-                f"cannot move the output into '{self.target}': {error.strerror}"
-            ) from error
+            raise self.fail(f"cannot move the output into '{self.target}': {error.strerror}") from error
         self.done = True
         self.finalizer.detach()
         self.release()
@@ -416,8 +414,7 @@ class VideoWriter(AtomicWriter):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(ABORT_WAIT_SECONDS)
             raise self.fail(
-                f"ffmpeg stopped while writing '{self.target}' at frame {ctx.frame}: "
-                f"{stderr_tail(self.log)}"
+                f"ffmpeg stopped while writing '{self.target}' at frame {ctx.frame}: {stderr_tail(self.log)}"
             ) from error
         self.frames += 1
 
@@ -433,8 +430,7 @@ class VideoWriter(AtomicWriter):
         code = process.wait()
         if code != 0:
             raise self.fail(
-                f"ffmpeg failed writing '{self.target}' (exit status {code}): "
-                f"{stderr_tail(self.log)}"
+                f"ffmpeg failed writing '{self.target}' (exit status {code}): {stderr_tail(self.log)}"
             )
         if self.temp.stat().st_size == 0:
             raise self.fail(f"ffmpeg wrote an empty file for '{self.target}'")

@@ -30,10 +30,16 @@ class Feather(Node):
 
     class Params(NodeParams):
         radius: float = Field(
-            default=0.003, ge=0, le=1000, description="Softness of the edge (Gaussian sigma = radius/2); 0 = none."
+            default=0.003,
+            ge=0,
+            le=1000,
+            description="Softness of the edge (Gaussian sigma = radius/2); 0 = none.",
         )
         grow: float = Field(
-            default=0.0, ge=-1000, le=1000, description="Dilate (> 0) or erode (< 0) the mask before softening."
+            default=0.0,
+            ge=-1000,
+            le=1000,
+            description="Dilate (> 0) or erode (< 0) the mask before softening.",
         )
         units: Units = Field(default="relative", description=UNITS_HELP)
 

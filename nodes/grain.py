@@ -16,11 +16,13 @@ import numpy as np
 from pydantic import Field
 
 from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType, animatable
+from focusgraph.nodes._memo import last_for
 from focusgraph.nodes._units import check_same_size
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
+@last_for
 def estimate_noise(image: np.ndarray) -> float:
     """Standard deviation of the image's noise in 8-bit levels (Immerkær's fast estimator)."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -39,7 +41,9 @@ def grain_field(shape: tuple[int, int], size: float, seed: int, frame: int, chan
     small = (max(1, round(height / scale)), max(1, round(width / scale)))
     noise: np.ndarray = rng.standard_normal((*small, channels), dtype=np.float32)
     if scale > 1.0:
-        noise = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
+        noise = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC).reshape(
+            height, width, channels
+        )
     deviation = float(noise.std())
     return noise / deviation if deviation > 0 else noise
 
@@ -53,16 +57,20 @@ class Grain(Node):
     class Params(NodeParams):
         amount: animatable(ge=0, le=100) = Field(  # type: ignore[valid-type]
             default=1.0,
-            description="Grain deviation in 8-bit levels, or a multiple of the reference's noise if connected.",
+            description="Grain deviation in 8-bit levels (or a multiple of the reference's noise).",
         )
         size: float = Field(default=1.0, ge=1, le=8, description="Grain size in pixels.")
-        monochrome: bool = Field(default=True, description="Luminance-only grain (as film), else per channel.")
+        monochrome: bool = Field(
+            default=True, description="Luminance-only grain (as film), else per channel."
+        )
         seed: int = Field(default=0, ge=0, description="Seed of the grain pattern.")
 
     inputs = {
         "image": Port(PortType.IMAGE, "Image to add grain to."),
         "reference": Port(PortType.IMAGE, "Photo whose noise level `amount` is relative to.", optional=True),
-        "mask": Port(PortType.MASK, "Where to add grain (1 = full grain); default everywhere.", optional=True),
+        "mask": Port(
+            PortType.MASK, "Where to add grain (1 = full grain); default everywhere.", optional=True
+        ),
     }
     outputs = {"image": Port(PortType.IMAGE, "The image with grain.")}
     varies_per_frame = True

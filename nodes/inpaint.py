@@ -41,7 +41,9 @@ def pull_push_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
         return image  # nothing known at all: nothing to fill from
     for numerator, weight in zip(reversed(numerators[:-1]), reversed(weights[:-1]), strict=True):
         height, width = weight.shape[:2]
-        upsampled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR).reshape(numerator.shape)
+        upsampled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR).reshape(
+            numerator.shape
+        )
         own = numerator / np.maximum(weight, 1e-8)[..., None]
         alpha = np.clip(weight, 0.0, 1.0)[..., None]
         filled = own * alpha + upsampled * (1.0 - alpha)
@@ -56,11 +58,12 @@ class Inpaint(Node):
 
     class Params(NodeParams):
         grow: float = Field(
-            default=0.005, ge=0, le=1000, description="Also replace this far beyond the mask (removes edge fringe)."
+            default=0.005,
+            ge=0,
+            le=1000,
+            description="Also replace this far beyond the mask (removes edge fringe).",
         )
-        threshold: float = Field(
-            default=0.5, gt=0, lt=1, description="Mask values above this are replaced."
-        )
+        threshold: float = Field(default=0.5, gt=0, lt=1, description="Mask values above this are replaced.")
         units: Units = Field(default="relative", description=UNITS_HELP)
 
     inputs = {

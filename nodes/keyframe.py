@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -104,20 +105,23 @@ class Keyframe(Node):
     class Params(NodeParams):
         keys: list[Key] = Field(min_length=1, description="Keys in increasing time order.")
         time_units: Literal["seconds", "fraction"] = Field(
-            default="seconds", description="Key times in seconds, or as a fraction (0..1) of the clip."
+            default="seconds",
+            description="Key times in seconds, or as a fraction (0..1) of the clip.",
         )
         space: Literal["linear", "log"] = Field(
             default="linear",
-            description="Interpolate the value itself, or log(value + log_offset) for an even perceived pace.",
+            description="Interpolate the value, or log(value + log_offset) for an even perceived pace.",
         )
         log_offset: float = Field(
-            default=1.0, gt=0, description="Offset added before taking the log in space `log` (values' units)."
+            default=1.0,
+            gt=0,
+            description="Offset added before taking the log in space `log` (values' units).",
         )
 
         @model_validator(mode="after")
         def _ordered(self) -> Any:
             times = [key.time for key in self.keys]
-            if any(later < earlier for earlier, later in zip(times, times[1:], strict=False)):
+            if any(later < earlier for earlier, later in pairwise(times)):
                 raise ValueError(f"key times must not decrease, got {times}")
             if self.space == "log" and any(key.value + self.log_offset <= 0 for key in self.keys):
                 raise ValueError("space `log` needs every value + log_offset > 0")
@@ -140,7 +144,7 @@ def value_at(keys: list[Key], time: float, log_offset: float | None = None) -> f
     """
     if time <= keys[0].time:
         return keys[0].value
-    for start, end in zip(keys, keys[1:], strict=False):
+    for start, end in pairwise(keys):
         if time < end.time:
             span = end.time - start.time
             eased = ease_progress(start, (time - start.time) / span)

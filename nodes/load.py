@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from focusgraph.graph.errors import InputImageError
 from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType
 from focusgraph.nodes._imagefile import DEFAULT_MAX_PIXELS, fit_cover, read_rgb
 
@@ -21,6 +22,7 @@ class Load(Node):
 
     When the timeline has a size, the photo is scaled to cover it (area filter when
     shrinking, Lanczos when enlarging) and its centre is cropped to exactly that size.
+    The output array is read-only: it is computed once and shared by every frame.
     """
 
     type_name = "core.load"
@@ -62,9 +64,14 @@ class Load(Node):
 
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         """Read the photo and fit it to ``ctx.size`` when the timeline has one."""
-        image = read_rgb(params.path, max_pixels=params.max_pixels, alpha=params.alpha)
+        try:
+            image = read_rgb(params.path, max_pixels=params.max_pixels, alpha=params.alpha)
+        except InputImageError as exc:
+            exc.field = exc.field or "params.path"
+            raise
         if ctx.size is not None:
             image = fit_cover(image, ctx.size)
+        image.flags.writeable = False  # reused for every frame: nobody may edit it in place
         return {"image": image}
 
     def input_files(self, params: Any) -> list[Path]:

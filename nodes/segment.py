@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
+
 from focusgraph.graph import models
 from focusgraph.graph.models import ModelSpec
 from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType
 from focusgraph.nodes import _segmentation as seg
 from focusgraph.nodes._imagefile import read_gray
-from pydantic import Field, field_validator
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,13 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from pydantic import ValidationError
+from videoprobe import probe, read_frames, read_yuv420
+
 from focusgraph.graph.errors import EncodeError
 from focusgraph.graph.node import Timeline
 from focusgraph.nodes import encode
 from focusgraph.nodes.encode import Encode, VideoWriter, frame_rate
-from pydantic import ValidationError
-from videoprobe import probe, read_frames, read_yuv420
 
 W, H = 64, 48
 
@@ -275,15 +276,20 @@ def test_directory_and_missing_parent_are_refused(tmp_path: Path) -> None:
     assert listing(tmp_path) == ["dir.mp4"]
 
 
+@pytest.mark.parametrize(
+    ("frames", "width", "height"),
+    [(2, W, H), (30, 640, 480)],  # fails at commit (frames fit the pipe) / while writing
+)
 def test_ffmpeg_failure_reports_stderr_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frames: int, width: int, height: int
 ) -> None:
     target = tmp_path / "clip.mp4"
     target.write_bytes(b"previous")
-    monkeypatch.setattr(encode, "VIDEO_FILTER", "nosuchfilter=1")
+    monkeypatch.setattr(encode, "VIDEO_FILTER", "nosuchfilter")
     with pytest.raises(EncodeError, match="ffmpeg") as info:
-        render(target, [solid((1, 2, 3))] * 50, overwrite=True)
-    assert "nosuchfilter" in str(info.value).lower() or "filter" in str(info.value).lower()
+        render(target, [solid((1, 2, 3), width, height)] * frames, overwrite=True)
+    assert "No such filter: 'nosuchfilter'" in str(info.value)
+    assert "\n" not in str(info.value)
     assert listing(tmp_path) == ["clip.mp4"]
     assert target.read_bytes() == b"previous"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,7 +30,7 @@ def test_segments_are_monotone(ease: str, first: float, second: float, times: li
     samples = [value_at(keys, t) for t in sorted(times)]
     low, high = min(first, second), max(first, second)
     assert all(low - 1e-9 <= v <= high + 1e-9 for v in samples)
-    steps = [b - a for a, b in zip(samples, samples[1:], strict=False)]
+    steps = [b - a for a, b in pairwise(samples)]
     sign = 1 if second >= first else -1
     assert all(sign * step >= -1e-9 for step in steps)
 
@@ -39,7 +41,7 @@ def test_log_space_is_monotone_and_hits_keys(first: float, second: float, times:
     keys = [Key(time=0.0, value=first, ease="ease-in-out"), Key(time=1.0, value=second)]
     samples = [value_at(keys, t, log_offset=1.0) for t in sorted(times)]
     sign = 1 if second >= first else -1
-    assert all(sign * (b - a) >= -1e-9 for a, b in zip(samples, samples[1:], strict=False))
+    assert all(sign * (b - a) >= -1e-9 for a, b in pairwise(samples))
     assert value_at(keys, 0.0, 1.0) == first and value_at(keys, 1.0, 1.0) == second
 
 
@@ -54,7 +56,10 @@ def test_css_easings_match_reference_values() -> None:
 def test_hold_and_custom_bezier() -> None:
     keys = [Key(time=0, value=10, ease="hold"), Key(time=1, value=20)]
     assert value_at(keys, 0.999) == 10 and value_at(keys, 1.0) == 20
-    overshoot = [Key(time=0, value=0, ease="bezier", bezier=[0.3, 1.5, 0.7, 1.0]), Key(time=1, value=1)]
+    overshoot = [
+        Key(time=0, value=0, ease="bezier", bezier=[0.3, 1.5, 0.7, 1.0]),
+        Key(time=1, value=1),
+    ]
     assert max(value_at(overshoot, t / 100) for t in range(101)) > 1.0
     with pytest.raises(ValueError, match="bezier"):
         Key(time=0, value=0, ease="bezier")
@@ -62,7 +67,8 @@ def test_hold_and_custom_bezier() -> None:
 
 def test_node_uses_fraction_of_clip() -> None:
     params = Keyframe.Params(
-        keys=[Key(time=0.5, value=8.0, ease="linear"), Key(time=1.0, value=0.0)], time_units="fraction"
+        keys=[Key(time=0.5, value=8.0, ease="linear"), Key(time=1.0, value=0.0)],
+        time_units="fraction",
     )
     node = Keyframe()
     at = [node.evaluate(params, {}, FrameContext(frame, 10, 20))["value"] for frame in (0, 10, 15, 19)]

@@ -108,6 +108,8 @@ def test_real_jpeg_matches_opencv_decode() -> None:
     image = _load(GIRL2)
     assert image.shape == (478, 718, 3)
     assert image.flags.c_contiguous
+    assert not image.flags.writeable  # shared by every frame
+    assert not _load(GIRL2, size=(100, 100)).flags.writeable
     reference = cv2.cvtColor(cv2.imread(str(GIRL2)), cv2.COLOR_BGR2RGB)
     assert np.abs(image.astype(int) - reference.astype(int)).mean() < 1.0
 
@@ -181,9 +183,7 @@ def test_grayscale_gives_equal_channels(tmp_path: Path) -> None:
         image = read_rgb(path)
         assert image.shape == (1, 4, 3), name
         assert (image == values[:, :, None]).all(), name
-    bilevel = _save(
-        tmp_path / "b.png", Image.fromarray(np.array([[0, 255]], np.uint8)).convert("1")
-    )
+    bilevel = _save(tmp_path / "b.png", Image.fromarray(np.array([[0, 255]], np.uint8)).convert("1"))
     assert read_rgb(bilevel).tolist() == [[[0, 0, 0], [255, 255, 255]]]
 
 
@@ -231,9 +231,7 @@ def test_cmyk_jpeg_has_roughly_right_colours(tmp_path: Path) -> None:
 
 
 def test_rgba_composited_over_documented_background(tmp_path: Path) -> None:
-    rgba = np.array(
-        [[[200, 100, 50, 255], [200, 100, 50, 0], [0, 0, 0, 128], [1, 1, 1, 128]]], np.uint8
-    )
+    rgba = np.array([[[200, 100, 50, 255], [200, 100, 50, 0], [0, 0, 0, 128], [1, 1, 1, 128]]], np.uint8)
     path = _save(tmp_path / "rgba.png", Image.fromarray(rgba, "RGBA"))
     white = _load(path)  # rounded: 1 * 128/255 + 255 * 127/255 = 128.0
     assert white.tolist() == [[[200, 100, 50], [255, 255, 255], [127, 127, 127], [128] * 3]]

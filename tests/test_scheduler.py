@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from focusgraph.graph import Evaluator, FrameContext, Node, NodeParams, Port, PortType, load_document, render
+from focusgraph.graph import (
+    Evaluator,
+    FrameContext,
+    Node,
+    NodeParams,
+    Port,
+    PortType,
+    load_document,
+    render,
+)
 from focusgraph.graph.compile import compile_graph
 from focusgraph.graph.errors import NodeExecutionError
 from focusgraph.graph.registry import build_registry
@@ -61,7 +70,10 @@ nodes:
   focus:
     type: keyframe
     params: {keys: [{time: 0, value: 6}, {time: 0.5, value: 6, ease: ease-in-out}, {time: 1.0, value: 0}]}
-  background: {type: blur, inputs: {image: plate.image, mask: matte}, params: {radius: {link: focus}, units: px}}
+  background:
+    type: blur
+    inputs: {image: plate.image, mask: matte}
+    params: {radius: {link: focus}, units: px}
   final: {type: composite, inputs: {foreground: photo, background: background, mask: matte}}
   clip: {type: encode, inputs: {image: final}, params: {path: $output}}
 """
@@ -76,8 +88,15 @@ def registry() -> Any:
 
 def test_invariant_nodes_run_once_and_holds_reuse_the_cache(small_photo: Path, tmp_path: Path) -> None:
     out = tmp_path / "clip.mp4"
-    graph = compile_graph(load_document(GRAPH), {"image": str(small_photo), "output": str(out)}, registry=registry())
-    assert {n for n, node in graph.nodes.items() if node.invariant} == {"photo", "subject", "matte", "plate"}
+    graph = compile_graph(
+        load_document(GRAPH), {"image": str(small_photo), "output": str(out)}, registry=registry()
+    )
+    assert {n for n, node in graph.nodes.items() if node.invariant} == {
+        "photo",
+        "subject",
+        "matte",
+        "plate",
+    }
     evaluator = Evaluator(graph)
     assert render(graph, evaluator=evaluator) == [out]
     counts = evaluator.evaluations
@@ -91,7 +110,9 @@ def test_invariant_nodes_run_once_and_holds_reuse_the_cache(small_photo: Path, t
 def test_linked_values_are_range_checked_each_frame(small_photo: Path, tmp_path: Path) -> None:
     text = GRAPH.replace("value: 6}, {time: 0.5", "value: -6}, {time: 0.5")
     graph = compile_graph(
-        load_document(text), {"image": str(small_photo), "output": str(tmp_path / "c.mp4")}, registry=registry()
+        load_document(text),
+        {"image": str(small_photo), "output": str(tmp_path / "c.mp4")},
+        registry=registry(),
     )
     with pytest.raises(NodeExecutionError) as caught:
         render(graph)
@@ -100,10 +121,15 @@ def test_linked_values_are_range_checked_each_frame(small_photo: Path, tmp_path:
 
 
 def test_a_failing_node_is_named_and_nothing_is_written(small_photo: Path, tmp_path: Path) -> None:
-    text = GRAPH.replace("{image: final}", "{image: bang}") + "  bang: {type: test.explode, inputs: {image: final}}\n"
+    text = (
+        GRAPH.replace("{image: final}", "{image: bang}")
+        + "  bang: {type: test.explode, inputs: {image: final}}\n"
+    )
     out = tmp_path / "clip.mp4"
     out.write_bytes(b"previous render")
-    graph = compile_graph(load_document(text), {"image": str(small_photo), "output": str(out)}, registry=registry())
+    graph = compile_graph(
+        load_document(text), {"image": str(small_photo), "output": str(out)}, registry=registry()
+    )
     with pytest.raises(NodeExecutionError, match="boom") as caught:
         render(graph, overwrite=True)
     assert caught.value.node == "bang"

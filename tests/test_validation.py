@@ -28,7 +28,9 @@ VALID_NODES = """\
 """
 
 
-def problems_of(nodes_yaml: str, header: str = HEADER, **values: str) -> list[tuple[str | None, str | None, str]]:
+def problems_of(
+    nodes_yaml: str, header: str = HEADER, **values: str
+) -> list[tuple[str | None, str | None, str]]:
     text = header + textwrap.indent(textwrap.dedent(nodes_yaml), "  ")
     with pytest.raises(GraphValidationError) as caught:
         compile_graph(load_document(text, source="test.yaml"), values, source="test.yaml")
@@ -85,7 +87,9 @@ def test_missing_required_input_port() -> None:
 
 
 def test_unknown_port() -> None:
-    node, field, message = only(problems_of(VALID_NODES.replace("{image: photo}", "{image: photo, imag: photo}")))
+    node, field, message = only(
+        problems_of(VALID_NODES.replace("{image: photo}", "{image: photo, imag: photo}"))
+    )
     assert (node, field) == ("soft", "inputs.imag")
     assert "no input 'imag'" in message
 
@@ -123,7 +127,13 @@ def test_cycle_names_the_path() -> None:
 
 
 def test_missing_output_node() -> None:
-    node, field, message = only(problems_of(VALID_NODES.replace("  clip: {type: encode, inputs: {image: soft}, params: {path: $output}}\n", "")))
+    _node, field, message = only(
+        problems_of(
+            VALID_NODES.replace(
+                "  clip: {type: encode, inputs: {image: soft}, params: {path: $output}}\n", ""
+            )
+        )
+    )
     assert field == "nodes" and "no output node" in message
 
 
@@ -165,19 +175,21 @@ def test_yaml_syntax_error_has_a_line() -> None:
 
 
 def test_graph_inputs_are_typed_and_ranged() -> None:
-    header = HEADER.replace("timeline:", "  strength: {type: number, default: 0.02, min: 0, max: 0.1}\ntimeline:")
+    header = HEADER.replace(
+        "timeline:", "  strength: {type: number, default: 0.02, min: 0, max: 0.1}\ntimeline:"
+    )
     nodes = VALID_NODES.replace("{link: curve}", "$strength")
     assert only(problems_of(nodes, header, strength="lots"))[1] == "inputs.strength"
-    node, field, message = only(problems_of(nodes, header, strength="0.5"))
+    _node, field, message = only(problems_of(nodes, header, strength="0.5"))
     assert field == "inputs.strength" and "0.1" in message and "0.5" in message
     assert "no input 'colour'" in only(problems_of(nodes, header, colour="red"))[2]
 
 
 def test_undefined_input_reference() -> None:
-    node, field, message = only(problems_of(VALID_NODES.replace("$output", "$outptu")))
+    node, _field, message = only(problems_of(VALID_NODES.replace("$output", "$outptu")))
     assert node == "clip" and "$outptu is not a graph input" in message
 
 
 def test_bad_timeline() -> None:
-    _, field, message = only(problems_of(VALID_NODES, HEADER.replace("fps: 10", "fps: 0")))
+    _, field, _message = only(problems_of(VALID_NODES, HEADER.replace("fps: 10", "fps: 0")))
     assert field == "timeline.fps"

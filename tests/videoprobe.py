@@ -156,9 +156,7 @@ def probe(path: str | Path) -> dict[str, Any]:
     data = path.read_bytes()
     kinds = [kind for kind, _, _ in mp4_boxes(data)]
     info["boxes"] = kinds
-    info["faststart"] = (
-        "moov" in kinds and "mdat" in kinds and kinds.index("moov") < kinds.index("mdat")
-    )
+    info["faststart"] = "moov" in kinds and "mdat" in kinds and kinds.index("moov") < kinds.index("mdat")
     info["colr"] = _colr(data)
     return info
 

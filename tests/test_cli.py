@@ -1,0 +1,121 @@
+"""The command line: exit codes, one-line errors, documentation commands."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from focusgraph.graph.cli import main
+from focusgraph.graph.registry import default_registry
+from focusgraph.presets import preset_paths
+
+FOCUSGRAPH = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "focusgraph")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script."""
+    return subprocess.run([FOCUSGRAPH, *args], capture_output=True, text=True, timeout=120)
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_presets_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in preset_paths():
+        assert main(["validate", name]) == 0
+        assert "ok" in capsys.readouterr().out
+
+
+def test_nodes_documents_every_node(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nodes"]) == 0
+    listing = capsys.readouterr().out
+    for name, cls in default_registry().types.items():
+        assert name in listing
+        assert main(["nodes", name]) == 0
+        text = capsys.readouterr().out
+        for field, info in cls.Params.model_fields.items():
+            assert field in text
+            assert info.description, f"{name}.{field} has no description"
+            assert info.description in text
+        for port in [*cls.inputs, *cls.outputs]:
+            assert port in text
+
+
+def test_presets_lists_descriptions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["presets", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "rack-focus" in out and "clear_start" in out
+
+
+def test_bad_graph_exits_2_with_one_line(tmp_path: Path) -> None:
+    graph = tmp_path / "bad.yaml"
+    graph.write_text(
+        "version: 1\nname: bad\ntimeline: {duration: 1}\nnodes:\n  a: {type: blurr}\n", encoding="utf-8"
+    )
+    result = run("validate", str(graph))
+    assert result.returncode == 2
+    assert "bad.yaml" in result.stderr and "did you mean 'blur'" in result.stderr
+
+
+def test_missing_photo_exits_3(tmp_path: Path) -> None:
+    out = tmp_path / "clip.mp4"
+    result = run("render", "rack-focus", "-i", str(tmp_path / "nope.jpg"), "-o", str(out))
+    assert result.returncode == 3
+    line = one_error_line(result.stderr)
+    assert "nope.jpg" in line and "photo" in line
+    assert not out.exists()
+
+
+def test_existing_output_exits_5_and_is_untouched(small_photo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(b"keep me")
+    result = run("render", "rack-focus", "-i", str(small_photo), "-o", str(out), "--set", "duration=0.2")
+    assert result.returncode == 5
+    assert "--overwrite" in one_error_line(result.stderr)
+    assert out.read_bytes() == b"keep me"
+
+
+def test_output_over_input_is_refused(small_photo: Path) -> None:
+    before = small_photo.read_bytes()
+    result = run("render", "rack-focus", "-i", str(small_photo), "-o", str(small_photo), "--overwrite")
+    assert result.returncode == 2
+    assert "overwrite the input" in result.stderr
+    assert small_photo.read_bytes() == before
+
+
+def test_bad_set_values(small_photo: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "c.mp4")
+    result = run("render", "rack-focus", "-i", str(small_photo), "-o", out, "--set", "blur=lots")
+    assert result.returncode == 2 and "inputs.blur" in result.stderr
+    result = run("render", "rack-focus", "-i", str(small_photo), "-o", out, "--set", "background.raduis=3")
+    assert result.returncode == 2 and "background.params.raduis" in result.stderr
+    result = run("render", "not-a-preset", "-i", str(small_photo), "-o", out)
+    assert result.returncode == 2 and "rack-focus" in result.stderr
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    result = run("--debug", "render", "rack-focus", "-i", str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "c.mp4"))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_render_still_and_progress(small_photo: Path, tmp_path: Path) -> None:
+    still = tmp_path / "still.png"
+    result = run("render", "rack-focus", "-i", str(small_photo), "-o", str(still), "--set", "duration=0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(still) and still.stat().st_size > 0
+    clip = tmp_path / "clip.mp4"
+    result = run("render", "rack-focus", "-i", str(small_photo), "-o", str(clip), "--set", "duration=0.5")
+    assert result.returncode == 0, result.stderr
+    assert "frame/s" in result.stderr and "15/15" in result.stderr
+
+
+def test_models_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "u2netp" in out and "mediapipe" in out
