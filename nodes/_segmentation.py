@@ -2,23 +2,27 @@
 
 Person segmentation combines two models, each doing what it is good at:
 
-* MediaPipe's selfie segmentation (256x256, trained on people only) decides *where
-  the person is*. It does not respond to a framed painting or other salient objects,
-  but its mask is coarse.
+* MediaPipe's selfie segmentation (256x256, trained on people) decides *where the
+  person is*. It responds only weakly to a painting of a person, but its mask is
+  coarse.
 * u2netp (rembg's small salient-object model, 320x320) gives a finer alpha, but
-  it returns whatever is salient, paintings included.
+  on the whole photo it returns whatever is salient, paintings included.
 
 The pipeline (:func:`segment_person`):
 
-1. MediaPipe on the whole photo; keep the largest (or hinted) connected region.
-2. Crop to that region plus a margin and run MediaPipe again (more resolution on
-   the person), keeping the regions that overlap step 1.
-3. Run the fine model on the same crop.
-4. Fuse: inside the person region (eroded) take the larger of the two; in a thin
-   band around its edge (1% of the longer side) blend them, trusting the fine model
-   where it is confident; outside the band nothing. So the fine model cannot add a
-   painting, and MediaPipe fills what the fine model misses (an arm).
-5. Refine the edge against the photo with a colour guided filter and drop specks.
+1. MediaPipe on the whole photo (averaged with the mirrored photo); keep the
+   largest (or hinted) region above 0.5.
+2. Crop around that region and run MediaPipe again (:func:`locate_person`): its
+   confident pixels attached to step 1 are the person's core, the crop grows when
+   the core reaches its side (raised arms), and less confident pixels count only
+   near the core, so a half-believed painting does not leak in.
+3. Run the fine model on the same crop, where the person dominates.
+4. Fuse (:func:`fuse`): near the region's edge the fine alpha decides where it is
+   confident; deep inside, the larger of the two (MediaPipe fills an arm u2netp
+   misses); outside, the fine alpha only within a thin band (0.75% of the longer
+   side), so it cannot add the painting.
+5. Refine the edge against the photo with a colour guided filter and drop specks
+   (:func:`refine`).
 
 ``salient`` mode (:func:`segment_salient`) runs the fine model alone, keeps the
 largest (or hinted) region and refines it the same way.
@@ -166,7 +170,7 @@ def person_probability(image: RGB, model: Path) -> FloatMask:
     first = runner(batch[:1])[0, ..., 0]
     mirrored = runner(np.ascontiguousarray(batch[1:]))[0, ..., 0]
     probability = 0.5 * (first + mirrored[:, ::-1])
-    return _resize_mask(probability, width, height)
+    return resize_mask(probability, width, height)
 
 
 _U2_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -192,13 +196,12 @@ def u2net_alpha(image: RGB, model: Path) -> FloatMask:
     size = side if isinstance(side, int) else 320
     small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
     small /= max(float(small.max()), 1e-6)
-    tensor = ((small - _U2_MEAN) / _U2_STD).transpose(2, 0, 1)[None]
-    prediction = np.asarray(session.run(None, {session.get_inputs()[0].name: tensor.astype(np.float32)})[0])[
-        0, 0
-    ]
+    tensor = ((small - _U2_MEAN) / _U2_STD).transpose(2, 0, 1)[None].astype(np.float32)
+    outputs = session.run(None, {session.get_inputs()[0].name: tensor})
+    prediction = np.asarray(outputs[0], dtype=np.float32)[0, 0]
     low, high = float(prediction.min()), float(prediction.max())
     alpha = (prediction - low) / max(high - low, 1e-8)
-    return _resize_mask(alpha.astype(np.float32), width, height)
+    return resize_mask(alpha.astype(np.float32), width, height)
 
 
 @contextlib.contextmanager
@@ -248,14 +251,14 @@ def rembg_runner(name: str) -> AlphaRunner:
                     f"{name}.onnx into {home}"
                 ) from exc
 
-    session = _cached("rembg", name, load)
+    session = _cached("rembg", str(models_dir() / name), load)
 
     def run(image: RGB) -> FloatMask:
         from PIL import Image
 
         masks = session.predict(Image.fromarray(image))
         alpha = np.asarray(masks[0].convert("L"), dtype=np.float32) * np.float32(1 / 255)
-        return _resize_mask(alpha, image.shape[1], image.shape[0])
+        return resize_mask(alpha, image.shape[1], image.shape[0])
 
     return run
 
@@ -263,7 +266,8 @@ def rembg_runner(name: str) -> AlphaRunner:
 # ------------------------------------------------------------------------ mask tools
 
 
-def _resize_mask(mask: NDArray[Any], width: int, height: int) -> FloatMask:
+def resize_mask(mask: NDArray[Any], width: int, height: int) -> FloatMask:
+    """Resize a mask to ``width`` x ``height`` (area when shrinking, linear when growing), clip to 0..1."""
     mask = np.asarray(mask, dtype=np.float32)
     if mask.shape != (height, width):
         shrinking = mask.shape[0] > height or mask.shape[1] > width

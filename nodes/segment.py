@@ -63,8 +63,8 @@ class Segment(Node):
         mask: str | None = Field(
             default=None,
             description=(
-                "Path of a mask image to use instead of any model: its alpha channel if it "
-                "has one, else its luminance (white = subject); resized to the photo."
+                "Path of a mask image to use instead of any model: its alpha channel if it has "
+                "transparency, else its luminance (white = subject); resized to the photo."
             ),
             min_length=1,
         )
@@ -103,7 +103,7 @@ class Segment(Node):
         height, width = image.shape[:2]
         if params.mask:
             user = read_gray(Path(params.mask).expanduser())
-            return {"mask": seg._resize_mask(user, width, height)}
+            return {"mask": seg.resize_mask(user, width, height)}
         hint = list(params.hint) if params.hint is not None else None
         fine = self._fine_runner(params.model)
         mask = None
