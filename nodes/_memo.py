@@ -46,7 +46,7 @@ def last_for(function: Callable[P, R]) -> Callable[P, R]:
             return function(*args, **kwargs)
         if memo and len(memo[0][0]) == len(args) and same(memo[0][0], args):
             return memo[0][1]
-        result = function(*args)
+        result = function(*args, **kwargs)
         memo[:] = [(signature(args), result)]
         return result
 

@@ -42,13 +42,12 @@ def grain_field(shape: tuple[int, int], size: float, seed: int, frame: int, chan
     height, width = shape
     scale = max(size, 1.0)
     small = (max(1, round(height / scale)), max(1, round(width / scale)), channels)
-    noise = np.empty(small, np.float32)
+    noise: np.ndarray = np.empty(small, np.float32)
     cv2.setRNGSeed((seed * 1_000_003 + frame) & 0x7FFFFFFF)
-    cv2.randn(noise, 0.0, 1.0)
+    cv2.randn(noise, 0.0, 1.0)  # type: ignore[call-overload]  # scalars are accepted
     if scale > 1.0:
-        noise = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
-        deviation = float(noise.std())
-        noise /= max(deviation, 1e-6)
+        resized: np.ndarray = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+        noise = resized.reshape(height, width, channels) / max(float(resized.std()), 1e-6)
     return noise
 
 

@@ -100,7 +100,9 @@ def test_bad_set_values(small_photo: Path, tmp_path: Path) -> None:
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
-    result = run("--debug", "render", "rack-focus", "-i", str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "c.mp4"))
+    result = run(
+        "--debug", "render", "rack-focus", "-i", str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "c.mp4")
+    )
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
