@@ -196,7 +196,7 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
     target.write_bytes(b"keep me")
     with pytest.raises(EncodeError, match="exists; pass --overwrite") as info:
         render(target, [solid((1, 2, 3))] * 2)
-    assert info.value.field == "path"
+    assert info.value.field == "params.path"
     assert target.read_bytes() == b"keep me"
     assert listing(tmp_path) == ["clip.mp4"]
     render(target, [solid((1, 2, 3))] * 2, overwrite=True)
@@ -256,14 +256,14 @@ def test_explicit_format_overrides_extension(tmp_path: Path) -> None:
 def test_many_frames_to_still_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EncodeError, match=r"still image.*3 frames.*\.mp4") as info:
         render(tmp_path / "frames.png", [solid((1, 2, 3))] * 3)
-    assert info.value.field == "path"
+    assert info.value.field == "params.path"
     assert listing(tmp_path) == []
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EncodeError, match="extension") as info:
         render(tmp_path / "clip.avi", [solid((1, 2, 3))] * 2)
-    assert info.value.field == "path"
+    assert info.value.field == "params.path"
     assert listing(tmp_path) == []
 
 
