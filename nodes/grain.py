@@ -92,5 +92,5 @@ class Grain(Node):
             check_same_size("image", image, "mask", inputs["mask"])
             noise *= inputs["mask"][..., None]
         if channels == 1:
-            noise = cv2.merge([noise] * 3)
+            noise = cv2.cvtColor(noise[..., 0], cv2.COLOR_GRAY2RGB)  # much faster than cv2.merge
         return {"image": cv2.add(image, noise, dtype=cv2.CV_8U)}
