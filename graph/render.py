@@ -140,6 +140,8 @@ def render(
             assert isinstance(node.instance, OutputNode)
             instance = node.instance
             writers.append((node, _guarded(node, instance.open, node.params, timeline, overwrite)))
+        if progress is not None:
+            progress(0, timeline.frame_count)
         for frame in range(timeline.frame_count):
             ctx = timeline.context(frame)
             evaluator.run(ctx)

@@ -147,3 +147,16 @@ def test_grain_matches_reference_noise() -> None:
     grey = np.full((128, 128, 3), 128, np.uint8)
     out = Grain().evaluate(Grain.Params(amount=1.0), {"image": grey, "reference": noisy}, CTX)["image"]
     assert out.astype(float).std() == pytest.approx(estimate_noise(noisy), rel=0.15)
+
+
+@pytest.mark.parametrize("radius", [6.0, 12.0, 30.0])
+def test_reduced_size_lens_blur_matches_full_resolution(radius: float) -> None:
+    import cv2
+
+    y, x = np.mgrid[0:240, 0:320]
+    photo = np.dstack([128 + 100 * np.sin(x / 7.0), 128 + 90 * np.cos(y / 11.0), (x * y) % 255]).astype(np.uint8)
+    linear = srgb_to_linear(photo)
+    exact = linear_to_srgb(cv2.filter2D(linear, -1, disc_kernel(radius), borderType=cv2.BORDER_REFLECT))
+    fast = blur(photo, radius, "lens")
+    mse = float(((fast.astype(float) - exact) ** 2)[40:-40, 40:-40].mean())
+    assert 10 * np.log10(255**2 / mse) > 40
