@@ -89,3 +89,19 @@ def test_rack_focus_clip(name: str, extra: list[str], tmp_path: Path) -> None:
     assert not drops, f"background sharpness fell by {min(drops):.3f}"
     assert sharpness[-1] > 0.9
     assert source.read_bytes() == before
+
+
+def test_cleared_frame_is_the_photo_wherever_the_subject_is_not_opaque() -> None:
+    """In the sharp hold the background layer must be the photo itself, not the inpainted fill."""
+    from focusgraph.graph import load_graph, render_frame
+    from focusgraph.presets import find_preset
+
+    source = photo_path("girl-2.jpg")
+    graph = load_graph(find_preset("rack-focus"), {"image": str(source), "output": "unused.mp4"})
+    outputs = render_frame(graph, graph.timeline.frame_count - 1)
+    photo, final = outputs["photo"]["image"], outputs["final"]["image"]
+    matte = outputs["matte"]["mask"]
+    not_opaque = matte < 0.98
+    assert not_opaque.sum() > 0.5 * matte.size
+    difference = np.abs(final.astype(int) - photo.astype(int)).max(axis=2)
+    assert difference[not_opaque].max() <= 1
