@@ -154,7 +154,8 @@ def test_reduced_size_lens_blur_matches_full_resolution(radius: float) -> None:
     import cv2
 
     y, x = np.mgrid[0:240, 0:320]
-    photo = np.dstack([128 + 100 * np.sin(x / 7.0), 128 + 90 * np.cos(y / 11.0), (x * y) % 255]).astype(np.uint8)
+    channels = [128 + 100 * np.sin(x / 7.0), 128 + 90 * np.cos(y / 11.0), (x * y) % 255]
+    photo = np.dstack(channels).astype(np.uint8)
     linear = srgb_to_linear(photo)
     exact = linear_to_srgb(cv2.filter2D(linear, -1, disc_kernel(radius), borderType=cv2.BORDER_REFLECT))
     fast = blur(photo, radius, "lens")
