@@ -113,11 +113,16 @@ class _Progress:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="rendering")
+            # disable=None: a bar on a terminal only, not in logs (the summary line is printed anyway)
+            self._bar = tqdm(
+                total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="rendering", disable=None
+            )
         self._bar.update(done - self._bar.n)
 
-    def close(self) -> None:
+    def close(self, *, keep: bool = True) -> None:
+        """Finish the bar; ``keep=False`` erases it (a failed render prints only its error)."""
         if self._bar is not None:
+            self._bar.leave = keep
             self._bar.close()
 
 
@@ -129,8 +134,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         written = render(graph, overwrite=args.overwrite, progress=progress)
-    finally:
-        progress.close()
+    except BaseException:
+        progress.close(keep=False)
+        raise
+    progress.close()
     elapsed = time.perf_counter() - started
     frames = graph.timeline.frame_count
     if not args.quiet:
@@ -264,6 +271,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _common_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+    parser.add_argument(
+        "--no-plugins", action="store_true", default=default, help="load only the built-in nodes"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``focusgraph`` command."""
     parser = argparse.ArgumentParser(
@@ -271,10 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a still photo into a clip with cinematic focus effects.",
     )
     parser.add_argument("--version", action="version", version=f"focusgraph {_version()}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--no-plugins", action="store_true", help="load only the built-in nodes")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _common_options(parser, False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The same options after the command (`focusgraph render ... -q`); SUPPRESS keeps a
+    # value given before the command from being reset by the subcommand's default.
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, argparse.SUPPRESS)
 
     def graph_arguments(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("graph", metavar="GRAPH_OR_PRESET", help="a graph YAML file or a preset name")
@@ -288,25 +305,27 @@ def build_parser() -> argparse.ArgumentParser:
             help="bind a graph input or node.param",
         )
 
-    render_parser = commands.add_parser("render", help="render a graph or preset to a clip")
+    render_parser = commands.add_parser("render", parents=[common], help="render a graph or preset to a clip")
     graph_arguments(render_parser)
     render_parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     render_parser.set_defaults(func=cmd_render)
 
-    validate_parser = commands.add_parser("validate", help="check a graph without rendering")
+    validate_parser = commands.add_parser(
+        "validate", parents=[common], help="check a graph without rendering"
+    )
     graph_arguments(validate_parser)
     validate_parser.set_defaults(func=cmd_validate)
 
-    presets_parser = commands.add_parser("presets", help="list bundled presets")
+    presets_parser = commands.add_parser("presets", parents=[common], help="list bundled presets")
     presets_parser.add_argument("-v", "--verbose", action="store_true", help="also list each preset's inputs")
     presets_parser.set_defaults(func=cmd_presets)
 
-    nodes_parser = commands.add_parser("nodes", help="document node types")
+    nodes_parser = commands.add_parser("nodes", parents=[common], help="document node types")
     nodes_parser.add_argument("type", nargs="?", help="one node type to document in full")
     nodes_parser.add_argument("-v", "--verbose", action="store_true", help="document every type in full")
     nodes_parser.set_defaults(func=cmd_nodes)
 
-    models_parser = commands.add_parser("models", help="list or fetch segmentation models")
+    models_parser = commands.add_parser("models", parents=[common], help="list or fetch segmentation models")
     models_parser.add_argument("action", choices=["list", "fetch"])
     models_parser.set_defaults(func=cmd_models)
     return parser

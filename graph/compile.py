@@ -162,7 +162,7 @@ def _timeline(doc: GraphDocument, bound: dict[str, Any], problems: list[Problem]
     if size is not None and not (
         isinstance(size, list)
         and len(size) == 2
-        and all(isinstance(v, int) and 2 <= v <= 16384 for v in size)
+        and all(isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16384 for v in size)
     ):
         problems.append(Problem(None, "timeline.size", f"must be [width, height] in pixels, got {size!r}"))
         ok = False
@@ -308,9 +308,15 @@ def _file_conflicts(nodes: dict[str, CompiledNode]) -> list[Problem]:
         for path in node.instance.input_files(node.params):
             reads[Path(path).expanduser().resolve()] = node.id
     problems = []
+    writes: dict[Path, str] = {}
     for node in nodes.values():
         if isinstance(node.instance, OutputNode):
             target = Path(node.instance.output_path(node.params)).expanduser().resolve()
+            if target in writes:
+                problems.append(
+                    Problem(node.id, "params.path", f"{target} is also written by {writes[target]!r}")
+                )
+            writes[target] = node.id
             if target in reads:
                 problems.append(
                     Problem(

@@ -52,16 +52,17 @@ class InputSpec(_Strict):
     max: float | None = Field(default=None, description="Largest allowed number.")
 
 
-Scalar = float | str
-
-
 class TimelineSpec(_Strict):
-    """Frame rate, length and optional output size; values may reference inputs (``$duration``)."""
+    """Frame rate, length and optional output size; values may reference inputs (``$duration``).
 
-    fps: Scalar = Field(default=30.0, description="Frames per second.")
-    duration: Scalar = Field(description="Length of the clip in seconds (0 = a single still frame).")
-    size: list[int] | str | None = Field(
-        default=None, description="[width, height] of the output; default: the photo's size."
+    The values are checked after inputs are substituted (see ``compile``), so they are
+    typed loosely here.
+    """
+
+    fps: Any = Field(default=30.0, description="Frames per second (1-240), or $input.")
+    duration: Any = Field(description="Length in seconds (0 = a single still frame), or $input.")
+    size: Any = Field(
+        default=None, description="[width, height] of the output, or $input; default: the photo's size."
     )
 
 

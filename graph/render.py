@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from focusgraph.graph.compile import CompiledGraph, CompiledNode
 from focusgraph.graph.document import problems_from_validation
-from focusgraph.graph.errors import FocusgraphError, NodeExecutionError
+from focusgraph.graph.errors import FocusgraphError, GraphValidationError, NodeExecutionError, Problem
 from focusgraph.graph.node import FrameContext, NodeParams, OutputNode, Writer
 
 ProgressCallback = Callable[[int, int], None]
@@ -59,9 +59,8 @@ class Evaluator:
             return node.cls.Params.model_validate(values)
         except ValidationError as exc:
             problem = problems_from_validation(exc, node.id, "params")[0]
-            raise NodeExecutionError(
-                f"linked value out of range: {problem.message}", node=node.id, field=problem.field
-            ) from None
+            linked = Problem(node.id, problem.field, f"linked value out of range: {problem.message}")
+            raise GraphValidationError([linked], source=self.graph.source) from None
 
     def _key(self, node: CompiledNode, params: NodeParams, ctx: FrameContext) -> str:
         payload = {

@@ -108,13 +108,65 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 
 def test_render_still_and_progress(small_photo: Path, tmp_path: Path) -> None:
     still = tmp_path / "still.png"
-    result = run("render", "rack-focus", "-i", str(small_photo), "-o", str(still), "--set", "duration=0")
+    result = run(
+        "render",
+        "rack-focus",
+        "-i",
+        str(small_photo),
+        "-o",
+        str(still),
+        "--set",
+        "duration=0",
+        "-q",
+        "--set",
+        "subject=salient",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(still) and still.stat().st_size > 0
+    assert result.stderr == ""  # -q after the command silences the progress bar
     clip = tmp_path / "clip.mp4"
     result = run("render", "rack-focus", "-i", str(small_photo), "-o", str(clip), "--set", "duration=0.5")
     assert result.returncode == 0, result.stderr
-    assert "frame/s" in result.stderr and "15/15" in result.stderr
+    assert "rendered 15 frames" in result.stderr and "frames/s" in result.stderr
+    assert "rendering:" not in result.stderr  # no progress bar in a log
+
+
+def test_progress_bar_on_a_terminal(small_photo: Path, tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    clip = tmp_path / "clip.mp4"
+    command = [
+        FOCUSGRAPH,
+        "render",
+        "rack-focus",
+        "-i",
+        str(small_photo),
+        "-o",
+        str(clip),
+        "--set",
+        "duration=0.5",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the process has exited
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    text = shown.decode(errors="replace")
+    assert "15/15" in text and "frame/s" in text and "<00:00" in text  # count, rate and ETA
 
 
 def test_models_list(capsys: pytest.CaptureFixture[str]) -> None:

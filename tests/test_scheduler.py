@@ -19,7 +19,7 @@ from focusgraph.graph import (
     render,
 )
 from focusgraph.graph.compile import compile_graph
-from focusgraph.graph.errors import NodeExecutionError
+from focusgraph.graph.errors import GraphValidationError, NodeExecutionError
 from focusgraph.graph.registry import build_registry
 
 
@@ -114,8 +114,9 @@ def test_linked_values_are_range_checked_each_frame(small_photo: Path, tmp_path:
         {"image": str(small_photo), "output": str(tmp_path / "c.mp4")},
         registry=registry(),
     )
-    with pytest.raises(NodeExecutionError) as caught:
+    with pytest.raises(GraphValidationError) as caught:
         render(graph)
+    assert caught.value.exit_code == 2
     assert caught.value.node == "background" and "params.radius" in str(caught.value)
     assert [p.name for p in tmp_path.iterdir()] == ["small.png"]
 

@@ -154,6 +154,18 @@ def test_output_over_input_is_refused(tmp_path: Path) -> None:
     assert "overwrite the input" in message
 
 
+def test_two_outputs_to_one_file_are_refused() -> None:
+    nodes = VALID_NODES + "  again: {type: encode, inputs: {image: photo}, params: {path: $output}}\n"
+    node, field, message = only(problems_of(nodes))
+    assert (node, field) == ("clip", "params.path") or (node, field) == ("again", "params.path")
+    assert "also written by" in message
+
+
+def test_timeline_size_must_be_integers() -> None:
+    header = HEADER.replace("duration: 1}", "duration: 1, size: [true, 4]}")
+    assert only(problems_of(VALID_NODES, header))[1] == "timeline.size"
+
+
 def test_unknown_document_field_and_newer_version() -> None:
     with pytest.raises(GraphValidationError, match="nodez"):
         load_document(HEADER.replace("nodes:", "nodez:") + VALID_NODES)
