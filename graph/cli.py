@@ -163,7 +163,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     path = resolve_graph_path(args.graph)
     doc = load_document(path)
     # Required inputs (the photo) need not be bound to check a graph's structure.
-    placeholders = {name: "placeholder" for name, spec in doc.inputs.items() if spec.default is None}
+    stand_in = {"path": "placeholder", "string": "placeholder", "number": 0, "integer": 0, "boolean": False}
+    placeholders = {
+        name: spec.choices[0] if spec.choices else (spec.min if spec.min is not None else stand_in[spec.type])
+        for name, spec in doc.inputs.items()
+        if spec.default is None
+    }
     graph = compile_graph(
         doc,
         {**placeholders, **values},

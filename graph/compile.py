@@ -69,12 +69,9 @@ class CompiledGraph:
     def outputs(self) -> list[CompiledNode]:
         return [self.nodes[node_id] for node_id in self.order if self.nodes[node_id].is_output]
 
-    def dependency_graph(self) -> nx.DiGraph:
-        """Directed graph of node ids, edges from producer to consumer."""
-        return _dependency_graph(self.nodes)
-
 
 def _dependency_graph(nodes: dict[str, CompiledNode]) -> nx.DiGraph:
+    """Directed graph of node ids, edges from producer (input or link) to consumer."""
     dag = nx.DiGraph()
     dag.add_nodes_from(nodes)
     for node in nodes.values():

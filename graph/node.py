@@ -33,7 +33,7 @@ Example
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -195,12 +195,3 @@ class OutputNode(Node):
 
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         return {}
-
-
-@dataclass
-class NodeInfo:
-    """Registry entry: a node class and where it came from."""
-
-    cls: type[Node]
-    origin: str = "focusgraph"
-    extra: dict[str, Any] = field(default_factory=dict)

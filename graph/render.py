@@ -74,10 +74,9 @@ class Evaluator:
         }
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    def run(self, ctx: FrameContext, nodes: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    def run(self, ctx: FrameContext) -> dict[str, dict[str, Any]]:
         """Evaluate the non-output nodes for the frame ``ctx`` and return their outputs."""
-        order = nodes if nodes is not None else self.graph.order
-        for node_id in order:
+        for node_id in self.graph.order:
             node = self.graph.nodes[node_id]
             if node.is_output:
                 continue
