@@ -129,7 +129,8 @@ class _Progress:
 def cmd_render(args: argparse.Namespace) -> int:
     values, overrides = parse_bindings(args.set, args.input, args.output)
     graph = _compile(args, values, overrides)
-    models.ensure_for([node.cls for node in graph.nodes.values()], progress=_say(args))
+    needed = [spec for node in graph.nodes.values() for spec in node.instance.required_models(node.params)]
+    models.ensure_all(needed, progress=_say(args))
     progress = _Progress(args.quiet)
     started = time.perf_counter()
     try:

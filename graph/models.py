@@ -343,7 +343,19 @@ def ensure_for(classes: Iterable[type], progress: Progress | None = None) -> lis
     ModelError
         As :func:`ensure`, for the first model that cannot be provisioned.
     """
-    return [ensure(spec, progress) for spec in collect(classes)]
+    return ensure_all(collect(classes), progress)
+
+
+def ensure_all(specs: Iterable[ModelSpec], progress: Progress | None = None) -> list[Path]:
+    """Ensure every model in ``specs`` (duplicates once) is present; return their paths.
+
+    Raises
+    ------
+    ModelError
+        As :func:`ensure`, for the first model that cannot be provisioned.
+    """
+    unique = {spec.name: spec for spec in specs}
+    return [ensure(spec, progress) for spec in unique.values()]
 
 
 def describe_all(classes: Iterable[type]) -> list[str]:

@@ -10,6 +10,8 @@ A node type is a small class that declares
 * ``inputs`` and ``outputs``: dictionaries of :class:`Port`;
 * ``varies_per_frame``: ``True`` only when the node's output changes over time by
   itself (a keyframe curve, film grain), not merely because an input changes;
+* ``models`` (optional): :class:`~focusgraph.graph.models.ModelSpec` files it needs,
+  fetched by ``focusgraph models fetch`` and before a render that uses the node;
 * ``evaluate``: a pure function of parameters, inputs and the frame context.
 
 Numeric parameters that should be animatable are declared with :func:`animatable`:
@@ -38,6 +40,8 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from focusgraph.graph.models import ModelSpec
 
 
 class PortType(enum.StrEnum):
@@ -139,6 +143,7 @@ class Node:
     outputs: ClassVar[dict[str, Port]] = {}
     varies_per_frame: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    models: ClassVar[list[ModelSpec]] = []
 
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         """Compute the outputs of one frame.
@@ -163,6 +168,13 @@ class Node:
     def input_files(self, params: Any) -> list[Path]:
         """Files this node reads, so the engine can refuse to overwrite them."""
         return []
+
+    def required_models(self, params: Any) -> list[ModelSpec]:
+        """Model files a render with ``params`` needs (provisioned before the first frame).
+
+        Defaults to every model the class declares in ``models``.
+        """
+        return list(self.models)
 
 
 class Writer:

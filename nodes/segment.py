@@ -93,6 +93,15 @@ class Segment(Node):
     inputs = {"image": Port(PortType.IMAGE, "the photo")}
     outputs = {"mask": Port(PortType.MASK, "1 on the subject, 0 elsewhere, soft at the edge")}
 
+    def required_models(self, params: Any) -> list[ModelSpec]:
+        """The default models this configuration runs (none with a user mask)."""
+        if params.mask:
+            return []
+        needed = [seg.MEDIAPIPE_SELFIE] if params.subject == "person" else []
+        if params.model is None or params.model == "u2netp":
+            needed.append(seg.U2NETP)
+        return needed
+
     def input_files(self, params: Any) -> list[Path]:
         """The user-supplied mask file, if any."""
         return [Path(params.mask).expanduser()] if params.mask else []

@@ -208,3 +208,45 @@ def test_ctrl_c_exits_130_and_leaves_nothing(small_photo: Path, tmp_path: Path) 
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(out_dir.iterdir()) == []
     assert _processes_mentioning(str(out_dir)) == []
+
+
+def test_user_mask_renders_without_models(small_photo: Path, tmp_path: Path) -> None:
+    """With `subject.mask` set no model is needed: the render works offline with an empty cache."""
+    import os
+
+    import cv2
+    import numpy as np
+
+    mask = np.zeros((64, 96), np.uint8)
+    cv2.circle(mask, (48, 32), 14, 255, -1)
+    mask_path = tmp_path / "mask.png"
+    cv2.imwrite(str(mask_path), mask)
+    out = tmp_path / "clip.mp4"
+    offline = {
+        **os.environ,
+        "FOCUSGRAPH_MODELS": str(tmp_path / "no-models"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_INDEX_URL": "http://127.0.0.1:9/",
+        "PIP_NO_INDEX": "1",
+        "PIP_RETRIES": "0",
+    }
+    offline.pop("PIP_FIND_LINKS", None)
+    command = [FOCUSGRAPH, "-q", "render", "rack-focus", "-i", str(small_photo), "-o", str(out)]
+    command += ["--set", "duration=0.2", "--set", f"subject.mask={mask_path}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=offline)
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 0 and not (tmp_path / "no-models").exists()
+    command = [
+        FOCUSGRAPH,
+        "-q",
+        "render",
+        "rack-focus",
+        "-i",
+        str(small_photo),
+        "-o",
+        str(tmp_path / "b.mp4"),
+    ]
+    # without the mask the models are needed, and cannot be fetched offline
+    without_mask = subprocess.run(command, capture_output=True, text=True, timeout=120, env=offline)
+    assert without_mask.returncode == 4, without_mask.stderr
+    assert "focusgraph models fetch" in one_error_line(without_mask.stderr)
