@@ -7,7 +7,9 @@ Exit codes: 0 ok, 1 internal error, 2 bad graph or arguments, 3 bad input image,
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 import types
 import typing
@@ -23,7 +25,7 @@ from focusgraph.graph.document import load_document
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, Problem
 from focusgraph.graph.node import Link, Node
 from focusgraph.graph.registry import Registry, build_registry
-from focusgraph.graph.render import render
+from focusgraph.graph.scheduler import render
 from focusgraph.presets import find_preset, preset_paths
 
 EXIT_INTERRUPTED = 130
@@ -164,9 +166,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     path = resolve_graph_path(args.graph)
     doc = load_document(path)
     # Required inputs (the photo) need not be bound to check a graph's structure.
-    stand_in = {"path": "placeholder", "string": "placeholder", "number": 0, "integer": 0, "boolean": False}
-    placeholders = {
-        name: spec.choices[0] if spec.choices else (spec.min if spec.min is not None else stand_in[spec.type])
+    stand_in: dict[str, Any] = {"number": 0, "integer": 0, "boolean": False}
+    placeholders = {  # a distinct stand-in per path, so an image and an output never collide
+        name: spec.choices[0]
+        if spec.choices
+        else (spec.min if spec.min is not None else stand_in.get(spec.type, f"<{name}>"))
         for name, spec in doc.inputs.items()
         if spec.default is None
     }
@@ -337,31 +341,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupts:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt and remember that one arrived.
+
+    An interrupt that lands while a C extension is being imported can surface as some
+    other exception (onnxruntime raises ImportError); the flag still makes it exit 130.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        code: int = args.func(args)
-        return code
-    except FocusgraphError as exc:
-        if args.debug:
-            raise
-        print(f"focusgraph: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("focusgraph: interrupted; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if args.debug:
-            raise
-        print(
-            f"focusgraph: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
-            file=sys.stderr,
-        )
-        return 1
+    with _Interrupts() as interrupts:
+        try:
+            code: int = args.func(args)
+            return code
+        except BaseException as exc:
+            if args.debug:
+                raise
+            if interrupts.received or isinstance(exc, KeyboardInterrupt):
+                print("focusgraph: interrupted; nothing was written", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            if isinstance(exc, FocusgraphError):
+                print(f"focusgraph: error: {exc}", file=sys.stderr)
+                return exc.exit_code
+            if not isinstance(exc, Exception):
+                raise
+            print(
+                f"focusgraph: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+                file=sys.stderr,
+            )
+            return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

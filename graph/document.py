@@ -20,6 +20,7 @@ A parameter or timeline value written as ``$name`` is replaced by the graph inpu
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -261,6 +262,8 @@ def coerce_input(name: str, spec: InputSpec, raw: Any) -> Any:
         raise GraphValidationError(
             [Problem(None, f"inputs.{name}", f"must be one of {choices}, got {raw!r}")]
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise GraphValidationError([Problem(None, f"inputs.{name}", f"must be a finite number, got {raw!r}")])
     if isinstance(value, int | float) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:
             raise GraphValidationError(

@@ -165,6 +165,14 @@ class Node:
         """
         raise NotImplementedError
 
+    def varies_at(self, params: Any) -> bool:
+        """Whether the output changes with time at these (resolved) parameters.
+
+        Defaults to ``varies_per_frame``; a node that is static for some values (grain
+        with ``amount`` 0) says so, and the scheduler then reuses its previous result.
+        """
+        return self.varies_per_frame
+
     def input_files(self, params: Any) -> list[Path]:
         """Files this node reads, so the engine can refuse to overwrite them."""
         return []

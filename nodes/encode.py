@@ -139,7 +139,7 @@ class Encode(OutputNode):
 
     def output_path(self, params: Any) -> Path:
         """The file this node will create: ``params.path``."""
-        return Path(params.path)
+        return Path(params.path).expanduser()
 
     def open(self, params: Any, timeline: Timeline, overwrite: bool) -> Writer:
         """Check the target and start a writer for ``timeline``.
@@ -151,7 +151,7 @@ class Encode(OutputNode):
             frame, the target exists (and ``overwrite`` is false) or is a directory,
             the directory is missing, or ffmpeg cannot be started.
         """
-        target = Path(params.path)
+        target = Path(params.path).expanduser()
         fmt = resolve_format(params.format, target)
         if fmt != "mp4" and timeline.frame_count != 1:
             raise EncodeError(

@@ -78,6 +78,10 @@ class Grain(Node):
     outputs = {"image": Port(PortType.IMAGE, "The image with grain.")}
     varies_per_frame = True
 
+    def varies_at(self, params: Any) -> bool:
+        """Grain of amount 0 is the identity: the same for every frame."""
+        return bool(params.amount > 0)
+
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         image: np.ndarray = inputs["image"]
         deviation = float(params.amount)

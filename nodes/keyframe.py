@@ -4,9 +4,13 @@ Each key has a time and a value; ``ease`` on a key shapes the segment from that 
 to the next. Before the first key the value is the first key's, after the last the
 last key's. Named easings are the CSS ones (``ease-in`` is ``cubic-bezier(0.42, 0,
 1, 1)`` and so on) and ``bezier`` takes the four CSS control numbers. ``space:
-log`` interpolates ``log(1 + value)`` instead of the value, so a blur radius
-clears at an even perceived pace instead of lingering and snapping (``log_offset``,
-in the values' units, keeps the curve finite at 0: use about one pixel).
+log`` interpolates ``log(value + log_offset)`` instead of the value, so a blur
+radius clears at an even perceived pace instead of lingering and snapping
+(``log_offset``, in the values' units, keeps the curve finite at 0: about one pixel).
+
+With ``time_units: fraction`` a frame's time is ``frame / frame_count``, so the last
+frame of a clip sits at ``(N - 1) / N``: a key at 1.0 marks the end of the clip,
+which the last frame approaches but does not reach.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class Key(NodeParams):
 def cubic_bezier(x1: float, y1: float, x2: float, y2: float, x: float) -> float:
     """CSS ``cubic-bezier(x1, y1, x2, y2)`` evaluated at progress ``x`` in [0, 1].
 
-    Solves the curve's x(t) = x by bisection refined with Newton steps; exact at 0 and 1.
+    Solves the curve's x(t) = x by bisection (60 halvings); exact at 0 and 1.
     """
     if x <= 0.0:
         return 0.0

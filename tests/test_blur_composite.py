@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from focusgraph.graph.errors import GraphValidationError
 from focusgraph.graph.node import FrameContext
 from focusgraph.nodes.blur import Blur, disc_kernel, linear_to_srgb, srgb_to_linear
 from focusgraph.nodes.composite import Composite, over
@@ -82,7 +83,7 @@ def test_composite_alpha_identities(fg: np.ndarray, bg: np.ndarray, a: float) ->
 
 
 def test_composite_refuses_mismatched_sizes() -> None:
-    with pytest.raises(ValueError, match="64x48"):
+    with pytest.raises(GraphValidationError, match="64x48"):
         Composite().evaluate(
             Composite.Params(),
             {"foreground": PHOTO, "background": PHOTO[:10], "mask": np.zeros((48, 64), np.float32)},

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,7 @@ def test_progress_bar_on_a_terminal(small_photo: Path, tmp_path: Path) -> None:
     import fcntl
     import os
     import pty
+    import select
     import struct
     import termios
 
@@ -155,7 +158,11 @@ def test_progress_bar_on_a_terminal(small_photo: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=terminal)
     os.close(terminal)
     shown = b""
-    while True:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if not ready:
+            continue
         try:
             chunk = os.read(controller, 4096)
         except OSError:  # the terminal closed: the process has exited
@@ -187,9 +194,8 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_ctrl_c_exits_130_and_leaves_nothing(small_photo: Path, tmp_path: Path) -> None:
-    import signal
-    import time
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_exits_130_and_leaves_nothing(small_photo: Path, tmp_path: Path, signum: int) -> None:
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -202,7 +208,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing(small_photo: Path, tmp_path: Path) 
     while not any(out_dir.iterdir()) and time.monotonic() < deadline:  # wait for the encoder's temp file
         time.sleep(0.1)
     assert any(out_dir.iterdir()), "the render never started writing"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
@@ -250,3 +256,16 @@ def test_user_mask_renders_without_models(small_photo: Path, tmp_path: Path) -> 
     without_mask = subprocess.run(command, capture_output=True, text=True, timeout=120, env=offline)
     assert without_mask.returncode == 4, without_mask.stderr
     assert "focusgraph models fetch" in one_error_line(without_mask.stderr)
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+def test_interrupt_during_start_up_exits_130(small_photo: Path, tmp_path: Path, delay: float) -> None:
+    """Ctrl-C while models and runtimes load (a C-extension import may turn it into ImportError)."""
+    out = tmp_path / "clip.mp4"
+    command = [FOCUSGRAPH, "-q", "render", "rack-focus", "-i", str(small_photo), "-o", str(out)]
+    process = subprocess.Popen([*command, "--set", "duration=600"], stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png"]

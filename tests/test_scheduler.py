@@ -74,7 +74,9 @@ nodes:
     type: blur
     inputs: {image: plate.image, mask: matte}
     params: {radius: {link: focus}, units: px}
-  final: {type: composite, inputs: {foreground: photo, background: background, mask: matte}}
+  grain_amount: {type: keyframe, params: {keys: [{time: 0.5, value: 2}, {time: 1.0, value: 0}]}}
+  textured: {type: grain, inputs: {image: background}, params: {amount: {link: grain_amount}}}
+  final: {type: composite, inputs: {foreground: photo, background: textured, mask: matte}}
   clip: {type: encode, inputs: {image: final}, params: {path: $output}}
 """
 
@@ -104,7 +106,9 @@ def test_invariant_nodes_run_once_and_holds_reuse_the_cache(small_photo: Path, t
     assert counts["focus"] == 20 and counts["clip"] == 20
     # Frames 0-5 share radius 6 and frames 10-19 radius 0: blur runs once for each run of equal values.
     assert counts["background"] == 1 + 4 + 1
-    assert counts["final"] == counts["background"]
+    # Grain changes every frame while its amount is above 0, then (amount 0) is reused too.
+    assert counts["textured"] == 10 + 1
+    assert counts["final"] == counts["textured"]
 
 
 def test_linked_values_are_range_checked_each_frame(small_photo: Path, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ class Evaluator:
             "inputs": {
                 port: self._results[ref.node].key + ":" + ref.port for port, ref in node.inputs.items()
             },
-            "frame": ctx.frame if node.cls.varies_per_frame else None,
+            "frame": ctx.frame if node.instance.varies_at(params) else None,
         }
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -104,6 +104,8 @@ def _guarded(node: CompiledNode, call: Callable[..., Any], *args: Any) -> Any:
         return call(*args)
     except FocusgraphError as exc:
         exc.node = exc.node or node.id
+        if isinstance(exc, GraphValidationError):
+            exc.problems = [Problem(p.node or node.id, p.field, p.message) for p in exc.problems]
         raise
     except (KeyboardInterrupt, MemoryError):
         raise

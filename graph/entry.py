@@ -1,0 +1,28 @@
+"""The console script's entry point: handles Ctrl-C from the very first instant.
+
+Importing the CLI takes a moment (pydantic, networkx, OpenCV); an interrupt in that
+window would otherwise print a traceback. Until :func:`focusgraph.graph.cli.main`
+installs its own handling, SIGINT/SIGTERM end the process with exit code 130 (nothing
+has been opened or written yet).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _early_exit(signum: int, frame: Any) -> None:
+    os.write(2, b"focusgraph: interrupted; nothing was written\n")
+    os._exit(130)
+
+
+def run() -> None:
+    """Install early interrupt handling, then run the CLI."""
+    signal.signal(signal.SIGINT, _early_exit)
+    signal.signal(signal.SIGTERM, _early_exit)
+    from focusgraph.graph.cli import main
+
+    sys.exit(main())
