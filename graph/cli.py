@@ -21,7 +21,7 @@ import yaml
 
 from focusgraph.graph import models
 from focusgraph.graph.compile import CompiledGraph, compile_graph
-from focusgraph.graph.document import load_document
+from focusgraph.graph.document import GraphDocument, load_document
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, Problem
 from focusgraph.graph.node import Link, Node
 from focusgraph.graph.registry import Registry, build_registry
@@ -94,12 +94,29 @@ def _registry(args: argparse.Namespace) -> Registry:
     return build_registry(plugins=not args.no_plugins)
 
 
+def _stand_ins(doc: GraphDocument) -> dict[str, Any]:
+    """Values for required inputs, so a graph's structure can be checked without a photo."""
+    typed: dict[str, Any] = {"number": 0, "integer": 0, "boolean": False}
+    return {  # a distinct stand-in per path, so an image and an output never collide
+        name: spec.choices[0]
+        if spec.choices
+        else (spec.min if spec.min is not None else typed.get(spec.type, f"<{name}>"))
+        for name, spec in doc.inputs.items()
+        if spec.default is None
+    }
+
+
 def _compile(
-    args: argparse.Namespace, values: dict[str, Any] | None = None, overrides: Any = None
+    args: argparse.Namespace,
+    values: dict[str, Any] | None = None,
+    overrides: Any = None,
+    *,
+    stand_ins: bool = False,
 ) -> CompiledGraph:
     path = resolve_graph_path(args.graph)
     doc = load_document(path)
-    return compile_graph(doc, values or {}, overrides=overrides, registry=_registry(args), source=str(path))
+    bound = {**(_stand_ins(doc) if stand_ins else {}), **(values or {})}
+    return compile_graph(doc, bound, overrides=overrides, registry=_registry(args), source=str(path))
 
 
 class _Progress:
@@ -163,27 +180,10 @@ def _say(args: argparse.Namespace) -> Any:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     values, overrides = parse_bindings(args.set, args.input, args.output)
-    path = resolve_graph_path(args.graph)
-    doc = load_document(path)
-    # Required inputs (the photo) need not be bound to check a graph's structure.
-    stand_in: dict[str, Any] = {"number": 0, "integer": 0, "boolean": False}
-    placeholders = {  # a distinct stand-in per path, so an image and an output never collide
-        name: spec.choices[0]
-        if spec.choices
-        else (spec.min if spec.min is not None else stand_in.get(spec.type, f"<{name}>"))
-        for name, spec in doc.inputs.items()
-        if spec.default is None
-    }
-    graph = compile_graph(
-        doc,
-        {**placeholders, **values},
-        overrides=overrides,
-        registry=_registry(args),
-        source=str(path),
-    )
+    graph = _compile(args, values, overrides, stand_ins=True)
     invariant = sum(node.invariant for node in graph.nodes.values())
     print(
-        f"{path}: ok — {len(graph.nodes)} nodes ({invariant} computed once), "
+        f"{graph.source}: ok — {len(graph.nodes)} nodes ({invariant} computed once), "
         f"{graph.timeline.frame_count} frames at {graph.timeline.fps:g} fps"
     )
     return 0
