@@ -10,7 +10,14 @@ from hypothesis.extra.numpy import arrays
 
 from focusgraph.graph.errors import GraphValidationError
 from focusgraph.graph.node import FrameContext
-from focusgraph.nodes.blur import Blur, disc_kernel, linear_to_srgb, srgb_to_linear
+from focusgraph.nodes.blur import (
+    Blur,
+    aperture_kernel,
+    boost_highlights,
+    disc_kernel,
+    linear_to_srgb,
+    srgb_to_linear,
+)
 from focusgraph.nodes.composite import Composite, over
 from focusgraph.nodes.feather import Feather
 from focusgraph.nodes.grain import Grain, estimate_noise
@@ -21,9 +28,11 @@ rng = np.random.default_rng(1)
 PHOTO = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
 
 
-def blur(image: np.ndarray, radius: float, kind: str = "lens", mask: np.ndarray | None = None) -> np.ndarray:
+def blur(
+    image: np.ndarray, radius: float, kind: str = "lens", mask: np.ndarray | None = None, **extra: object
+) -> np.ndarray:
     inputs = {"image": image} | ({"mask": mask} if mask is not None else {})
-    params = Blur.Params(kind=kind, radius=radius, units="px")
+    params = Blur.Params(kind=kind, radius=radius, units="px", **extra)
     return Blur().evaluate(params, inputs, CTX)["image"]
 
 
@@ -40,13 +49,50 @@ def test_blur_keeps_flat_colour_and_smooths(kind: str, radius: float) -> None:
     assert blur(PHOTO, radius, kind).astype(float).std() < PHOTO.astype(float).std()
 
 
-def test_lens_blur_makes_round_bokeh() -> None:
-    dark = np.zeros((81, 81, 3), np.uint8)
-    dark[40, 40] = 255
-    out = blur(dark, 10.0, "lens")[..., 0].astype(float)
-    # A disc: flat inside, dark outside the radius.
-    assert out[40, 40] > 0 and abs(out[40, 46] - out[40, 40]) <= 0.25 * out[40, 40] + 2
-    assert out[40, 54] == 0 and out[54, 40] == 0
+def radial_profile(image: np.ndarray, centre: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of every pixel from ``centre`` and its value in linear light."""
+    y, x = np.indices(image.shape[:2])
+    return np.hypot(x - centre[0], y - centre[1]), srgb_to_linear(image[..., 0])
+
+
+@pytest.mark.parametrize("radius", [10.0, 24.0])
+def test_bright_pixel_becomes_flat_topped_disc_of_the_radius(radius: float) -> None:
+    dark = np.zeros((121, 121, 3), np.uint8)
+    dark[60, 60] = 255
+    distance, light = radial_profile(blur(dark, radius, "lens"), (60, 60))
+    top = light[distance < 0.6 * radius]
+    assert top.min() > 0.85 * top.max()  # flat top, not a Gaussian peak
+    # Nothing beyond the rim (large radii are finished at reduced size: a slightly softer rim).
+    assert light[distance > 1.1 * radius + 2].max() == 0.0
+    # The rim (half of the top's level) lies at the requested radius.
+    rim = distance[(light > 0.4 * top.mean()) & (light < 0.6 * top.mean())]
+    assert abs(float(np.median(rim)) - radius) <= 1.5
+
+
+def test_highlight_boost_brightens_bokeh_of_white_only() -> None:
+    scene = np.full((81, 81, 3), 40, np.uint8)
+    scene[38:43, 38:43] = 255  # a clipped highlight
+    scene[10:15, 10:15] = 200  # a bright but unclipped patch
+    boosted, plain = (srgb_to_linear(blur(scene, 10.0, "lens", highlights=h)) for h in (2.0, 0.0))
+
+    def excess(light: np.ndarray, y: int, x: int) -> float:
+        """Light above the surrounding level within the bokeh around (x, y)."""
+        return float((light[y - 12 : y + 13, x - 12 : x + 13] - light[60, 60]).sum())
+
+    assert excess(boosted, 40, 40) == pytest.approx(3.0 * excess(plain, 40, 40), rel=0.1)
+    assert excess(boosted, 12, 12) == pytest.approx(excess(plain, 12, 12), rel=0.02)
+
+
+def test_polygonal_aperture_has_blades_and_rotation() -> None:
+    kernel = aperture_kernel(40.0, blades=6)
+    centre = kernel.shape[0] // 2
+    assert kernel[centre - 38, centre] > 0  # a vertex at the top reaches the radius
+    assert kernel[centre, centre + 36] == 0  # a flat side at 40 * cos(30 deg) = 34.6
+    turned = aperture_kernel(40.0, blades=6, rotation=30.0)
+    assert turned[centre - 38, centre] == 0 and turned[centre, centre + 38] > 0
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="3 and 16"):
+        Blur.Params(blades=2)
 
 
 def test_disc_kernel_is_normalised() -> None:
@@ -157,8 +203,8 @@ def test_reduced_size_lens_blur_matches_full_resolution(radius: float) -> None:
     y, x = np.mgrid[0:240, 0:320]
     channels = [128 + 100 * np.sin(x / 7.0), 128 + 90 * np.cos(y / 11.0), (x * y) % 255]
     photo = np.dstack(channels).astype(np.uint8)
-    linear = srgb_to_linear(photo)
+    linear = boost_highlights(srgb_to_linear(photo), 2.0, 0.9)
     exact = linear_to_srgb(cv2.filter2D(linear, -1, disc_kernel(radius), borderType=cv2.BORDER_REFLECT))
     fast = blur(photo, radius, "lens")
     mse = float(((fast.astype(float) - exact) ** 2)[40:-40, 40:-40].mean())
-    assert 10 * np.log10(255**2 / mse) > 40
+    assert mse == 0 or 10 * np.log10(255**2 / mse) > 40
