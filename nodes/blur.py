@@ -15,6 +15,7 @@ convolution), so the subject's colours never smear into the background as a halo
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import cv2
@@ -49,16 +50,6 @@ def _encode_srgb(linear: np.ndarray) -> np.ndarray:
     return np.clip(encoded * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-# 16-bit table: exact to the 8-bit level everywhere and ~5x faster than the power law.
-_LINEAR_TO_SRGB = _encode_srgb(np.arange(65536, dtype=np.float64) / 65535)
-
-
-def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
-    """float32 linear light to uint8 sRGB."""
-    index = np.clip(linear * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
-    return _LINEAR_TO_SRGB[index]
-
-
 def disc_kernel(radius: float) -> np.ndarray:
     """Normalised disc of ``radius`` pixels with a one-pixel anti-aliased rim."""
     extent = int(np.ceil(radius + 0.5))
@@ -90,17 +81,43 @@ def aperture_kernel(radius: float, blades: int = 0, rotation: float = 0.0) -> np
     return kernel / kernel.sum()
 
 
-def boost_highlights(linear: np.ndarray, gain: float, threshold: float) -> np.ndarray:
-    """Brighten linear values above ``threshold`` (an sRGB fraction) by up to ``1 + gain`` at white.
+class HighlightCurve:
+    """Expands near-white linear values before a lens blur and compresses them after.
 
-    A photo clips its highlights at white; a lens spreads their real, larger energy
-    into bright discs. Returns a new array; values may exceed 1.
+    A photo clips its highlights at white; a lens spreads their real, larger energy into
+    bright discs. Values above ``threshold`` (an sRGB fraction) are brightened, up to
+    ``1 + gain`` times at white, before blurring; afterwards the inverse curve maps the
+    result back, so an unspread highlight (radius 0, or a large bright area) comes back
+    unchanged, while a highlight spread into a disc keeps its extra light.
     """
-    if gain <= 0.0:
-        return linear
-    knee = float(srgb_to_linear(np.array(round(threshold * 255), np.uint8)))
-    excess = np.clip((linear - knee) / max(1.0 - knee, 1e-6), 0.0, None)
-    return linear * (1.0 + gain * excess)
+
+    _STEPS = 65536
+
+    def __init__(self, gain: float, threshold: float) -> None:
+        self.gain = gain
+        knee = float(_SRGB_TO_LINEAR[round(threshold * 255)])
+        linear = np.linspace(0.0, 1.0, 4097)
+        boosted = linear * (1.0 + gain * np.clip((linear - knee) / max(1.0 - knee, 1e-6), 0.0, 1.0))
+        self._forward = np.interp(_SRGB_TO_LINEAR, linear, boosted).astype(np.float32)
+        # One table from boosted linear light straight to sRGB levels (as linear_to_srgb).
+        levels = np.linspace(0.0, 1.0 + gain, self._STEPS)
+        self._encode = _encode_srgb(np.interp(levels, boosted, linear))
+
+    def expand(self, image: np.ndarray) -> np.ndarray:
+        """uint8 sRGB to float32 linear light with boosted highlights."""
+        return self._forward[image]
+
+    def compress_to_srgb(self, boosted: np.ndarray) -> np.ndarray:
+        """Blurred boosted linear light back to uint8 sRGB."""
+        scale = (self._STEPS - 1) / (1.0 + self.gain)
+        index = np.clip(boosted * scale + 0.5, 0, self._STEPS - 1).astype(np.uint16)
+        return self._encode[index]
+
+
+@functools.lru_cache(maxsize=8)
+def highlight_curve(gain: float, threshold: float) -> HighlightCurve:
+    """The (cached) :class:`HighlightCurve` for ``gain`` and ``threshold``."""
+    return HighlightCurve(gain, threshold)
 
 
 def blur_reduced(
@@ -185,7 +202,7 @@ class Blur(Node):
         if holdout is not None:
             blurred = blurred[..., :3] / blurred[..., 3:]
         if params.kind == "lens":
-            encoded = linear_to_srgb(blurred)
+            encoded = highlight_curve(gain, params.highlight_threshold).compress_to_srgb(blurred)
         else:
             encoded = np.clip(blurred * 255.0 + 0.5, 0, 255).astype(np.uint8)
         height, width = image.shape[:2]
@@ -203,7 +220,7 @@ _HOLDOUT_FLOOR = 1e-3
 def _working_values(image: np.ndarray, kind: str, gain: float, threshold: float) -> np.ndarray:
     """The image as float32: linear light with boosted highlights for `lens`, else sRGB in [0, 1]."""
     if kind == "lens":
-        return boost_highlights(srgb_to_linear(image), gain, threshold)
+        return highlight_curve(gain, threshold).expand(image)
     return image.astype(np.float32) / 255
 
 

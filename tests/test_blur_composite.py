@@ -13,9 +13,8 @@ from focusgraph.graph.node import FrameContext
 from focusgraph.nodes.blur import (
     Blur,
     aperture_kernel,
-    boost_highlights,
     disc_kernel,
-    linear_to_srgb,
+    highlight_curve,
     srgb_to_linear,
 )
 from focusgraph.nodes.composite import Composite, over
@@ -100,9 +99,11 @@ def test_disc_kernel_is_normalised() -> None:
         assert disc_kernel(radius).sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_srgb_round_trip() -> None:
+@pytest.mark.parametrize("gain", [0.0, 2.0, 8.0])
+def test_linear_light_round_trip_is_exact_with_and_without_highlight_boost(gain: float) -> None:
     levels = np.arange(256, dtype=np.uint8)
-    assert np.array_equal(linear_to_srgb(srgb_to_linear(levels)), levels)
+    curve = highlight_curve(gain, 0.9)
+    assert np.array_equal(curve.compress_to_srgb(curve.expand(levels)), levels)
 
 
 def test_holdout_keeps_subject_colour_out_of_background() -> None:
@@ -187,6 +188,15 @@ def test_grain_amount_and_determinism() -> None:
     assert np.array_equal(grain.evaluate(Grain.Params(amount=0.0), {"image": grey}, CTX)["image"], grey)
 
 
+def test_noise_estimate_ignores_texture() -> None:
+    y, x = np.mgrid[0:256, 0:256]
+    texture = np.repeat((128 + 100 * np.sin(x / 3.0) * np.cos(y / 5.0))[..., None], 3, axis=2)
+    clean = texture.astype(np.uint8)
+    noisy = np.clip(texture + np.random.default_rng(4).normal(0, 4, (256, 256, 1)), 0, 255).astype(np.uint8)
+    assert estimate_noise(clean) < 0.6
+    assert estimate_noise(noisy) == pytest.approx(4.0, rel=0.25)
+
+
 def test_grain_matches_reference_noise() -> None:
     luminance_noise = np.random.default_rng(3).normal(0, 5, (128, 128, 1))
     noisy = np.clip(128 + np.repeat(luminance_noise, 3, axis=2), 0, 255).astype(np.uint8)
@@ -203,8 +213,10 @@ def test_reduced_size_lens_blur_matches_full_resolution(radius: float) -> None:
     y, x = np.mgrid[0:240, 0:320]
     channels = [128 + 100 * np.sin(x / 7.0), 128 + 90 * np.cos(y / 11.0), (x * y) % 255]
     photo = np.dstack(channels).astype(np.uint8)
-    linear = boost_highlights(srgb_to_linear(photo), 2.0, 0.9)
-    exact = linear_to_srgb(cv2.filter2D(linear, -1, disc_kernel(radius), borderType=cv2.BORDER_REFLECT))
+    curve = highlight_curve(2.0, 0.9)
+    exact = curve.compress_to_srgb(
+        cv2.filter2D(curve.expand(photo), -1, disc_kernel(radius), borderType=cv2.BORDER_REFLECT)
+    )
     fast = blur(photo, radius, "lens")
     mse = float(((fast.astype(float) - exact) ** 2)[40:-40, 40:-40].mean())
     assert mse == 0 or 10 * np.log10(255**2 / mse) > 40

@@ -80,7 +80,9 @@ def test_rack_focus_clip(name: str, extra: list[str], tmp_path: Path) -> None:
         last = frame
     assert len(sharpness) == 150
 
-    assert sharpness[0] <= 0.35, f"frame 0 background edge energy {sharpness[0]:.2f} of the photo's"
+    # The blurred background is not flat: the photo's noise is put back as grain (and film
+    # grain covers the frame); on girl-1's hazy background that alone scores about 0.1.
+    assert sharpness[0] <= 0.4, f"frame 0 background edge energy {sharpness[0]:.2f} of the photo's"
     assert psnr(last, photo, background) >= 35.0
     assert min(interior_psnr) >= 35.0, f"subject interior PSNR dropped to {min(interior_psnr):.1f} dB"
     # Sharpness rises monotonically (tolerance: encoder and grain noise, 2% of the range).
@@ -91,8 +93,8 @@ def test_rack_focus_clip(name: str, extra: list[str], tmp_path: Path) -> None:
     assert source.read_bytes() == before
 
 
-def test_cleared_frame_is_the_photo_wherever_the_subject_is_not_opaque() -> None:
-    """In the sharp hold the background layer must be the photo itself, not the inpainted fill."""
+def test_cleared_frame_is_the_photo() -> None:
+    """In the sharp hold the composite (before film grain) is the photo itself, soft edges included."""
     from focusgraph.graph import load_graph, render_frame
     from focusgraph.presets import find_preset
 
@@ -101,7 +103,31 @@ def test_cleared_frame_is_the_photo_wherever_the_subject_is_not_opaque() -> None
     outputs = render_frame(graph, graph.timeline.frame_count - 1)
     photo, final = outputs["photo"]["image"], outputs["final"]["image"]
     matte = outputs["matte"]["mask"]
-    not_opaque = matte < 0.98
-    assert not_opaque.sum() > 0.5 * matte.size
-    difference = np.abs(final.astype(int) - photo.astype(int)).max(axis=2)
-    assert difference[not_opaque].max() <= 1
+    assert ((matte > 0.02) & (matte < 0.98)).sum() > 1000  # a soft edge that was decontaminated
+    assert np.abs(final.astype(int) - photo.astype(int)).max() <= 1
+
+
+def test_grain_matches_the_photo_and_moves_alike_on_subject_and_background(tmp_path: Path) -> None:
+    """Film grain: scaled to the photo's own noise, the same on subject and background, new each frame."""
+    from focusgraph.graph import load_graph
+    from focusgraph.graph.scheduler import Evaluator
+    from focusgraph.presets import find_preset
+
+    clean = cv2.imread(str(photo_path("girl-2.jpg")))
+    noise = np.random.default_rng(7).normal(0.0, 4.0, clean.shape[:2])[..., None]
+    grainy_path = tmp_path / "grainy.png"
+    cv2.imwrite(str(grainy_path), np.clip(clean + noise, 0, 255).astype(np.uint8))
+
+    def film_grain(source: Path, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        graph = load_graph(find_preset("rack-focus"), {"image": str(source), "output": "unused.mp4"})
+        outputs = Evaluator(graph).run(graph.timeline.context(frame))
+        added = outputs["film"]["image"].astype(float) - outputs["final"]["image"]
+        return added, outputs["matte"]["mask"]
+
+    first, matte = film_grain(grainy_path, 10)
+    assert np.array_equal(first, film_grain(grainy_path, 10)[0])  # reproducible
+    assert not np.array_equal(first, film_grain(grainy_path, 11)[0])  # a new pattern every frame
+    subject, background = first[matte > 0.99], first[matte < 0.01]
+    assert subject.std() == pytest.approx(background.std(), rel=0.1)  # the same grain on both
+    assert background.std() == pytest.approx(0.5 * 4.0, rel=0.25)  # film_grain 0.5 x the photo's noise
+    assert film_grain(photo_path("girl-2.jpg"), 10)[0].std() < 0.25 * background.std()  # clean: little
