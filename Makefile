@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT := out
 TYPECHECK := build/typecheck/focusgraph
 
-.PHONY: setup models demo lint test clean bench-memory
+.PHONY: setup models demo lint test clean bench-memory bench-quality
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ clean:
 ## bench-memory: peak RSS of a 10 s vs a 5 s 1080p render (must stay within 25%)
 bench-memory: models
 	$(BIN)/python benchmarks/memory.py
+
+## bench-quality: masks, halo, edge colour and clearing curve of rack-focus on the shared photos and composite scenes (benchmarks/out/)
+bench-quality: models
+	$(BIN)/python benchmarks/quality.py

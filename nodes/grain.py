@@ -76,6 +76,9 @@ class Grain(Node):
             default=1.0,
             description="Grain deviation in 8-bit levels (or a multiple of the reference's noise).",
         )
+        scale: float = Field(
+            default=1.0, ge=0, le=10, description="Multiplies `amount` (handy when `amount` is linked)."
+        )
         size: float = Field(default=1.0, ge=1, le=8, description="Grain size in pixels.")
         monochrome: bool = Field(
             default=True, description="Luminance-only grain (as film), else per channel."
@@ -94,11 +97,11 @@ class Grain(Node):
 
     def varies_at(self, params: Any) -> bool:
         """Grain of amount 0 is the identity: the same for every frame."""
-        return bool(params.amount > 0)
+        return bool(params.amount * params.scale > 0)
 
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         image: np.ndarray = inputs["image"]
-        deviation = float(params.amount)
+        deviation = float(params.amount) * params.scale
         if "reference" in inputs:
             deviation *= estimate_noise(inputs["reference"])
         if deviation <= 0.0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from focusgraph.graph.node import FrameContext
-from focusgraph.nodes.keyframe import Key, Keyframe, cubic_bezier, value_at
+from focusgraph.nodes.keyframe import Key, Keyframe, Space, clarity_space, cubic_bezier, log_space, value_at
 
 EASES = ["linear", "ease-in", "ease-out", "ease-in-out", "hold"]
 values = st.floats(min_value=-1000, max_value=1000, allow_nan=False)
@@ -35,14 +36,28 @@ def test_segments_are_monotone(ease: str, first: float, second: float, times: li
     assert all(sign * step >= -1e-9 for step in steps)
 
 
+@pytest.mark.parametrize("space", [log_space(1.0), clarity_space(0.002), clarity_space(1.5)])
 @given(values, values, st.lists(st.floats(0, 1), min_size=2, max_size=20))
-def test_log_space_is_monotone_and_hits_keys(first: float, second: float, times: list[float]) -> None:
+def test_value_spaces_are_monotone_and_hit_keys(
+    space: Space, first: float, second: float, times: list[float]
+) -> None:
     first, second = abs(first), abs(second)
     keys = [Key(time=0.0, value=first, ease="ease-in-out"), Key(time=1.0, value=second)]
-    samples = [value_at(keys, t, log_offset=1.0) for t in sorted(times)]
+    samples = [value_at(keys, t, space) for t in sorted(times)]
     sign = 1 if second >= first else -1
-    assert all(sign * (b - a) >= -1e-9 for a, b in pairwise(samples))
-    assert value_at(keys, 0.0, 1.0) == first and value_at(keys, 1.0, 1.0) == second
+    assert all(sign * (b - a) >= -1e-9 * max(first, second, 1.0) for a, b in pairwise(samples))
+    assert value_at(keys, 0.0, space) == first and value_at(keys, 1.0, space) == second
+
+
+def test_clarity_space_spends_the_segment_on_the_radii_that_show() -> None:
+    """From 20 px to 0: the clarity 1 / (1 + (r / 1.5)^2) rises evenly; the radius does not."""
+    keys = [Key(time=0.0, value=20.0), Key(time=1.0, value=0.0)]
+    space = clarity_space(1.5)
+    clarity = [space.forward(value_at(keys, t / 10, space)) for t in range(11)]
+    steps = [b - a for a, b in pairwise(clarity)]
+    assert max(steps) - min(steps) < 1e-9  # even steps of clarity
+    assert value_at(keys, 0.5, space) == pytest.approx(1.5 * math.sqrt(1 / 0.5028 - 1), rel=0.01)
+    assert value_at(keys, 0.5, space) < 2.0  # half-way in time, the radius is already small
 
 
 def test_css_easings_match_reference_values() -> None:
