@@ -163,17 +163,22 @@ def test_inpaint_leaves_unmasked_pixels_untouched() -> None:
     assert np.array_equal(image, PHOTO)  # the input is not modified in place
 
 
-def test_inpaint_fills_from_surroundings() -> None:
+@pytest.mark.parametrize("method", ["telea", "navier-stokes"])
+@pytest.mark.parametrize("work_size", [1280, 32])
+def test_inpaint_continues_the_background_and_its_edges(method: str, work_size: int) -> None:
     image = np.zeros((64, 64, 3), np.uint8)
-    image[:, :32] = (200, 0, 0)
-    image[:, 32:] = (0, 0, 200)
-    image[24:40, 24:40] = (0, 255, 0)  # the "subject"
+    image[:32] = (200, 0, 0)  # a horizon: red above, blue below
+    image[32:] = (0, 0, 200)
+    image[20:44, 20:44] = (0, 255, 0)  # the "subject"
     mask = np.zeros((64, 64), np.float32)
-    mask[24:40, 24:40] = 1.0
-    out = Inpaint().evaluate(Inpaint.Params(grow=0), {"image": image, "mask": mask}, CTX)["image"]
-    hole = out[24:40, 24:40].astype(int)
-    assert hole[..., 1].max() < 10  # no subject colour left
-    assert hole[:, 0, 0].mean() > 150 and hole[:, -1, 2].mean() > 150  # each side continues
+    mask[20:44, 20:44] = 1.0
+    params = Inpaint.Params(grow=0, method=method, work_size=work_size)
+    out = Inpaint().evaluate(params, {"image": image, "mask": mask}, CTX)["image"].astype(int)
+    assert out[20:44, 20:44, 1].max() < 10  # no subject colour left
+    # The edge carries on through the hole (a smooth fill would leave purple in the middle).
+    upper, lower = out[20:27, 20:44].mean(axis=(0, 1)), out[37:44, 20:44].mean(axis=(0, 1))
+    assert upper[0] > 170 and upper[2] < 30
+    assert lower[2] > 150 and lower[0] < 50
 
 
 def test_grain_amount_and_determinism() -> None:
