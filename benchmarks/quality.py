@@ -34,7 +34,7 @@ All numbers go to ``benchmarks/out/quality.json``. The exit status is 0 whatever
 numbers: this is a report.
 
 Usage: ``make bench-quality`` or ``.venv/bin/python benchmarks/quality.py [--quick]
-[--fps 15] [--duration 2] [--json]``.
+[--fps 30] [--duration 5] [--json]``.
 """
 
 from __future__ import annotations
@@ -962,8 +962,12 @@ def jsonable(value: Any) -> Any:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--fps", type=float, default=15.0, help="frames per second (default 15)")
-    parser.add_argument("--duration", type=float, default=2.0, help="clip length in seconds (default 2)")
+    parser.add_argument(
+        "--fps", type=float, default=30.0, help="frames per second (default 30, the preset's)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=5.0, help="clip length in seconds (default 5, the preset's)"
+    )
     parser.add_argument("--quick", action="store_true", help="one scene per cutout instead of three")
     parser.add_argument("--json", action="store_true", help="also print the JSON report")
     return parser.parse_args(argv)

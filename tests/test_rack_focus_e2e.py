@@ -131,3 +131,37 @@ def test_grain_matches_the_photo_and_moves_alike_on_subject_and_background(tmp_p
     assert subject.std() == pytest.approx(background.std(), rel=0.1)  # the same grain on both
     assert background.std() == pytest.approx(0.5 * 4.0, rel=0.25)  # film_grain 0.5 x the photo's noise
     assert film_grain(photo_path("girl-2.jpg"), 10)[0].std() < 0.25 * background.std()  # clean: little
+
+
+def test_background_clears_evenly() -> None:
+    """The background's fine detail returns all through the transition, not in a snap at its end.
+
+    Sharpness = mean |Laplacian| of the luminance over the background, per frame. At least
+    40% of the transition's frames lie between 20% and 80% of the curve's range with the
+    preset's clarity easing; easing the radius itself (linear space) leaves far fewer.
+    """
+    from focusgraph.graph import load_graph
+    from focusgraph.graph.scheduler import Evaluator
+    from focusgraph.presets import find_preset
+
+    source = photo_path("girl-2.jpg")
+    values = {"image": str(source), "output": "unused.mp4", "duration": 3, "fps": 30}
+
+    def in_band_fraction(overrides: dict[str, dict[str, object]]) -> float:
+        graph = load_graph(find_preset("rack-focus"), values, overrides=overrides)
+        evaluator = Evaluator(graph)
+        count = graph.timeline.frame_count
+        curve, transition = [], []
+        for index in range(count):
+            outputs = evaluator.run(graph.timeline.context(index))
+            if index == 0:
+                background = regions(outputs["matte"]["mask"])[1]
+            gray = cv2.cvtColor(outputs["film"]["image"], cv2.COLOR_RGB2GRAY).astype(np.float32)
+            curve.append(float(np.abs(cv2.Laplacian(gray, cv2.CV_32F))[background].mean()))
+            transition.append(0.1 <= index / count <= 0.8)
+        low, high = min(curve), max(curve)
+        inside = [low + 0.2 * (high - low) <= s <= low + 0.8 * (high - low) for s in curve]
+        return sum(i for i, t in zip(inside, transition, strict=True) if t) / sum(transition)
+
+    assert in_band_fraction({}) >= 0.4
+    assert in_band_fraction({"focus": {"space": "linear"}}) < 0.25
