@@ -47,7 +47,7 @@ def replace_background(
     alpha : ndarray
         (H, W) float subject alpha.
     """
-    change = cv2.subtract(background, plate, dtype=cv2.CV_32F)
+    change = np.asarray(cv2.subtract(background, plate, dtype=cv2.CV_32F), np.float32)
     change *= (1.0 - np.asarray(alpha, np.float32))[..., None]
     return cv2.add(photo, change, dtype=cv2.CV_8U)
 

@@ -6,7 +6,8 @@ selfie segmentation locates the person; u2netp supplies the fine edge near them;
 guided filter snaps the edge to the photo (see :mod:`focusgraph.nodes._segmentation`).
 When no person is found it falls back to ``salient``.
 
-``salient`` returns the largest salient object (u2netp), e.g. an animal.
+``salient`` returns the largest salient object (u2netp), e.g. an animal; a framed picture
+gives way to another object (a tiger a third of the frame high beside a larger painting).
 
 ``model`` swaps u2netp for any rembg model; ``mask`` skips the models and reads a
 mask file instead; ``hint`` picks the subject when there are several candidates.

@@ -50,10 +50,15 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
     return image, cutout[..., 3].astype(np.float32) / 255
 
 
-def painting_scene(person: str, painting: str, side: str) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """A person cut out of a shared photo, standing in front of a framed painting on a wall.
+def painting_scene(
+    person: str, painting: str, side: str, size: float = 0.85, overlap: float = 0.15
+) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """A subject cut out of a shared photo, in front of a framed painting on a wall.
 
-    Returns the image, the person's alpha and the painting's box ``(y0, y1, x0, x1)``.
+    ``size`` is the subject's height over the frame's; the painting hangs on ``side``
+    of the subject, ``overlap`` of the subject's width behind it (negative: that far
+    from it). Returns the image, the subject's alpha and the painting's box
+    ``(y0, y1, x0, x1)``.
     """
     from skimage import data
 
@@ -64,7 +69,7 @@ def painting_scene(person: str, painting: str, side: str) -> tuple[np.ndarray, n
     )
     ys, xs = np.nonzero(rgba[..., 3])
     rgba = rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    scale = 0.85 * height / rgba.shape[0]
+    scale = min(size * height / rgba.shape[0], 0.6 * width / rgba.shape[1])
     rgba = cv2.resize(rgba, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     art = {"astronaut": data.astronaut(), "chelsea": data.chelsea()}[painting]
     art_h = height // 2
@@ -80,7 +85,7 @@ def painting_scene(person: str, painting: str, side: str) -> tuple[np.ndarray, n
     py = height - ph
     fh, fw = framed.shape[:2]
     fy = int(height * 0.12)
-    fx = px - fw + int(pw * 0.15) if side == "left" else px + pw - int(pw * 0.15)
+    fx = px - fw + int(pw * overlap) if side == "left" else px + pw - int(pw * overlap)
     fx = int(np.clip(fx, 10, width - fw - 10))
     wall[fy : fy + fh, fx : fx + fw] = framed
     alpha = np.zeros((height, width), np.float32)
@@ -91,16 +96,108 @@ def painting_scene(person: str, painting: str, side: str) -> tuple[np.ndarray, n
     return np.clip(image, 0, 255).astype(np.uint8), alpha, (fy, fy + fh, fx, fx + fw)
 
 
-# Reached: girl-1 0.959, girl-2 0.990, girl-3 0.988 (animal-1 salient 0.973).
-@pytest.mark.parametrize(("name", "threshold"), [("girl-1", 0.93), ("girl-2", 0.97), ("girl-3", 0.97)])
-def test_person_matches_the_reference_cutout(provisioned: None, name: str, threshold: float) -> None:
+def band_error(mask: np.ndarray, reference: np.ndarray) -> float:
+    """Mean absolute error within 2% of the longer side of the reference's 0.5 contour."""
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * edge_width(reference) + 1,) * 2)
+    inside = (reference > 0.5).astype(np.uint8)
+    band = cv2.dilate(inside, element).astype(bool) & ~cv2.erode(inside, element).astype(bool)
+    return float(np.abs(mask - reference)[band].mean())
+
+
+def edge_width(reference: np.ndarray) -> int:
+    return round(0.02 * max(reference.shape))
+
+
+SUBJECTS = {"girl-1": "person", "girl-2": "person", "girl-3": "person", "animal-1": "salient"}
+
+
+# Reached: IoU girl-1 0.960, girl-2 0.990, girl-3 0.986, animal-1 0.974;
+# band error 0.047, 0.025, 0.028, 0.047.
+@pytest.mark.parametrize(
+    ("name", "threshold"), [("girl-1", 0.95), ("girl-2", 0.97), ("girl-3", 0.97), ("animal-1", 0.96)]
+)
+def test_mask_matches_the_reference_cutout(provisioned: None, name: str, threshold: float) -> None:
     image, reference = load(name)
-    assert iou(segment(image), reference) >= threshold
+    mask = segment(image, subject=SUBJECTS[name])
+    assert iou(mask, reference) >= threshold
+    assert band_error(mask, reference) <= 0.05
 
 
-def test_salient_finds_the_animal(provisioned: None) -> None:
+def test_inside_of_the_animal_is_solid(provisioned: None) -> None:
+    # u2netp gives the tiger's dark stripes a fractional alpha (4% of its inside
+    # below 0.95 before the inside was filled); deep inside the subject it is 1.
     image, reference = load("animal-1")
-    assert iou(segment(image, subject="salient"), reference) >= 0.95
+    mask = segment(image, subject="salient")
+    inside = cv2.erode(
+        (reference > 0.5).astype(np.uint8),
+        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * edge_width(reference) + 1,) * 2),
+    ).astype(bool)
+    assert float((mask[inside] < 0.95).mean()) < 0.01
+
+
+def test_fill_inside_fills_enclosed_doubt_but_not_background_holes() -> None:
+    alpha = np.zeros((200, 300), np.float32)
+    cv2.circle(alpha, (150, 100), 90, 1.0, -1)
+    alpha[60:66, 100:200] = 0.3  # a dark stripe the model half-believes in
+    alpha[120:160, 80:120] = 0.0  # a wide hole the model is sure about (photo between arm and body)
+    alpha[130:134, 170:174] = 0.0  # a speck: too small to be a real hole
+    filled = seg.fill_inside(alpha, 5.0)
+    assert float(filled[61:65, 110:190].min()) == pytest.approx(1.0)
+    assert float(filled[130:134, 170:174].min()) == pytest.approx(1.0)
+    assert float(filled[125:155, 85:115].max()) == 0.0  # the wide hole: untouched in its middle
+    assert np.array_equal(filled > 0.5, (alpha > 0.5) | (filled > 0.5))  # nothing removed
+    assert float(filled[100, 150 + 89]) == pytest.approx(float(alpha[100, 150 + 89]), abs=0.25)  # edge ramp
+    outside = alpha == 0
+    outside[100:200, 50:250] = False
+    assert float(filled[outside].max()) == 0.0
+
+
+def test_fast_guided_filter_keeps_the_full_size_edge() -> None:
+    rng = np.random.default_rng(1)
+    guide = np.full((400, 600, 3), (40, 90, 60), np.uint8)
+    cv2.circle(guide, (300, 200), 120, (230, 200, 180), -1)  # the subject's true edge
+    guide = np.clip(guide + rng.normal(0, 3, guide.shape), 0, 255).astype(np.uint8)
+    rough = np.zeros((400, 600), np.float32)
+    cv2.circle(rough, (304, 203), 118, 1.0, -1)  # a model's edge, a few pixels off
+    rough = cv2.GaussianBlur(rough, (0, 0), 4)
+    exact = seg.guided_filter(guide, rough, 8, 1e-3)
+    fast = seg.guided_filter(guide, rough, 8, 1e-3, scale=4)
+    assert float(np.abs(fast - exact).mean()) < 0.01
+    truth = np.zeros((400, 600), np.float32)
+    cv2.circle(truth, (300, 200), 120, 1.0, -1)
+    ring = cv2.dilate(truth, np.ones((15, 15))) != cv2.erode(truth, np.ones((15, 15)))
+    for out in (exact, fast):
+        assert float(np.abs(out - truth)[ring].mean()) < 0.9 * float(np.abs(rough - truth)[ring].mean())
+
+
+def test_salient_prefers_an_animal_to_a_larger_framed_painting(provisioned: None) -> None:
+    image, alpha, (y0, y1, x0, x1) = painting_scene("animal-1", "chelsea", "right", 1 / 3, -0.05)
+    assert (y1 - y0) * (x1 - x0) > (alpha > 0.5).sum()  # the painting is the larger object
+    mask = segment(image, subject="salient")
+    assert iou(mask, alpha) >= 0.9
+    assert float(mask[y0 + 20 : y1 - 20, x0 + 20 : x1 - 20].mean()) < 0.02
+
+
+def test_main_subject_skips_pictures() -> None:
+    binary = np.zeros((200, 300), bool)
+    binary[20:120, 20:180] = True  # a framed picture: fills its rectangle
+    cv2.ellipse(binary.view(np.uint8), (230, 150), (50, 30), 20, 0, 360, 1, -1)  # a subject
+    subject = seg.main_subject(binary)
+    assert not subject[50, 50] and subject[150, 230]
+    assert seg.is_picture(binary[:, :190]) and not seg.is_picture(subject)
+    tilted = np.zeros((200, 300), np.uint8)
+    cv2.fillPoly(tilted, [np.array([[40, 100], [150, 20], [210, 100], [100, 180]])], 1)
+    assert seg.is_picture(tilted.astype(bool))
+    ragged = np.zeros((200, 300), np.uint8)  # the model missed a dark part of the painting
+    cv2.fillPoly(ragged, [np.array([[20, 20], [200, 20], [160, 60], [210, 90], [150, 150], [20, 150]])], 1)
+    assert seg.is_picture(ragged.astype(bool))
+    cut = np.zeros((200, 300), bool)  # a subject cut by the photo's border is not a rectangle
+    cv2.ellipse(cut.view(np.uint8), (150, 200), (80, 120), 0, 0, 360, 1, -1)
+    assert not seg.is_picture(cut)
+    alone = np.zeros((200, 300), bool)
+    alone[20:120, 20:180] = True
+    assert seg.main_subject(alone).sum() == alone.sum()  # a picture alone is still the subject
+    assert seg.select_regions(binary, None)[50, 50]  # a hint-free selection stays "largest"
 
 
 @pytest.mark.parametrize(
@@ -118,13 +215,27 @@ def test_person_in_front_of_a_painting_excludes_the_painting(
         assert iou(segment(image, subject="salient"), alpha) < 0.7
 
 
+@pytest.mark.parametrize("person", ["girl-2", "girl-3"])
+def test_small_person_beside_a_larger_painted_person(provisioned: None, person: str) -> None:
+    # A third of the frame high, beside a larger painted person: on the whole photo
+    # MediaPipe may only see the astronaut (it did for girl-2, whose mask then was the
+    # painting's); tiles find the girl and a closer look scores her above the astronaut.
+    image, alpha, (y0, y1, x0, x1) = painting_scene(person, "astronaut", "left", size=1 / 3)
+    assert (y1 - y0) > 1.1 * np.ptp(np.nonzero(alpha > 0.5)[0])
+    mask = segment(image)
+    assert iou(mask, alpha) >= 0.92
+    canvas_only = alpha[y0:y1, x0:x1] < 0.01
+    assert float(mask[y0:y1, x0:x1][canvas_only].mean()) < 0.02
+
+
 def test_hint_selects_the_subject(provisioned: None) -> None:
     image, alpha, (y0, y1, x0, x1) = painting_scene("girl-3", "chelsea", "right")
     height, width = alpha.shape
     ys, xs = np.nonzero(alpha > 0.9)
     on_person = [float(np.median(xs)) / width, float(np.median(ys)) / height]
-    # Salient alone takes the painting (the larger region); a hint on the person fixes it.
-    assert iou(segment(image, subject="salient"), alpha) < 0.1
+    # The painting is the larger salient region, but a picture: salient alone takes the
+    # person, and so does a hint on her; a box around the painting takes the painting.
+    assert iou(segment(image, subject="salient"), alpha) >= 0.9
     assert iou(segment(image, subject="salient", hint=on_person), alpha) >= 0.9
     box = [x0 / width, y0 / height, x1 / width, y1 / height]
     painting = segment(image, subject="salient", hint=box)
