@@ -377,15 +377,6 @@ def _dilate(mask: BoolMask, radius: int) -> BoolMask:
     return np.asarray(distance <= radius, dtype=bool)
 
 
-def _erode(mask: BoolMask, radius: int) -> BoolMask:
-    """Pixels of ``mask`` farther than ``radius`` from its outside."""
-    if radius <= 3:
-        return np.asarray(cv2.erode(_u8(mask), _disc(radius)), dtype=bool)
-    return np.asarray(
-        cv2.distanceTransform(_u8(mask), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) > radius, dtype=bool
-    )
-
-
 def _components(binary: BoolMask, min_area: float) -> list[BoolMask]:
     """The connected regions of ``binary`` of at least ``min_area`` pixels, largest first."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(_u8(binary), connectivity=8)
@@ -407,11 +398,12 @@ def select_regions(binary: BoolMask, hint: Sequence[float] | None) -> BoolMask:
         return np.zeros(binary.shape, dtype=bool)
     if hint is None:
         return np.asarray(labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), dtype=bool)
-    regions = [np.asarray(labels == i, dtype=bool) for i in range(1, count)]
+    # Specks are no subject (and one full-size mask each would cost memory at 24 MP).
+    regions = _components(binary, max(1.0, 1e-4 * binary.size)) or _components(binary, 0.0)
     if len(hint) == 2:
         return regions[pick_region(regions, hint)]
     keep = _box_hint(regions, hint)
-    return np.asarray(np.isin(labels, 1 + np.flatnonzero(keep)), dtype=bool)
+    return np.asarray(np.logical_or.reduce([r for r, k in zip(regions, keep, strict=True) if k]), dtype=bool)
 
 
 def _to_px(shape: tuple[int, ...], x: float, y: float) -> tuple[int, int]:
@@ -603,7 +595,7 @@ def fuse(coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int) -> Flo
 # ------------------------------------------------------------------------ people
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the fields hold arrays
 class Person:
     """A person found by :func:`find_people`.
 

@@ -72,6 +72,14 @@ class Inpaint(Node):
             description="Also replace this far beyond the mask (removes edge fringe).",
         )
         threshold: float = Field(default=0.5, gt=0, lt=1, description="Mask values above this are replaced.")
+        full_at: float | None = Field(
+            default=None,
+            gt=0,
+            le=1,
+            description="Mask value from which the fill wholly replaces the photo; between `threshold` "
+            "and it the two are mixed, so a soft matte's faint tail keeps the photo's own texture "
+            "(default: a hard switch at `threshold`).",
+        )
         units: Units = Field(default="relative", description=UNITS_HELP)
         method: Literal["telea", "navier-stokes"] = Field(
             default="telea", description="OpenCV inpainting method: Telea's fast marching, or Navier-Stokes."
@@ -86,7 +94,7 @@ class Inpaint(Node):
     }
     outputs = {
         "image": Port(PortType.IMAGE, "The photo with the masked region filled."),
-        "mask": Port(PortType.MASK, "The region that was filled (1 = filled)."),
+        "mask": Port(PortType.MASK, "How much of each pixel was replaced by the fill (1 = all)."),
     }
 
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
@@ -98,4 +106,10 @@ class Inpaint(Node):
         if not hole.any():
             return {"image": image, "mask": hole}
         filled = inpaint(image, hole > 0.5, params.method, params.work_size)
-        return {"image": filled, "mask": hole}
+        if params.full_at is None or params.full_at <= params.threshold:
+            return {"image": filled, "mask": hole}
+        ramp = np.clip((mask - params.threshold) / (params.full_at - params.threshold), 0.0, 1.0)
+        weight = np.where(mask > params.threshold, ramp * ramp * (3.0 - 2.0 * ramp), hole)  # smoothstep
+        weight = weight.astype(np.float32)
+        mixed = cv2.blendLinear(filled, image, weight, 1.0 - weight)
+        return {"image": mixed, "mask": weight}

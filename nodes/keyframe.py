@@ -159,10 +159,15 @@ class Keyframe(Node):
 
 @dataclass(frozen=True)
 class Space:
-    """A monotone map of values in which keys are interpolated, with its inverse."""
+    """A monotone map of values in which keys are interpolated, with its inverse.
+
+    ``bounded`` spaces cannot overshoot their keys (an overshooting bezier is clipped):
+    past a key of radius 0 there is no clarity to reach.
+    """
 
     forward: Callable[[float], float]
     inverse: Callable[[float], float]
+    bounded: bool = False
 
 
 LINEAR = Space(lambda value: value, lambda mapped: mapped)
@@ -178,6 +183,7 @@ def clarity_space(scale: float) -> Space:
     return Space(
         lambda value: 1.0 / (1.0 + (value / scale) ** 2),
         lambda mapped: scale * math.sqrt(max(1.0 / mapped - 1.0, 0.0)),
+        bounded=True,
     )
 
 
@@ -203,6 +209,8 @@ def value_at(keys: list[Key], time: float, space: Space = LINEAR) -> float:
             eased = ease_progress(start, (time - start.time) / span)
             if eased <= 0.0:
                 return start.value
+            if space.bounded:
+                eased = min(eased, 1.0)
             if eased == 1.0:
                 return end.value
             low, high = space.forward(start.value), space.forward(end.value)

@@ -93,3 +93,10 @@ def test_node_uses_fraction_of_clip() -> None:
 def test_keys_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="must not decrease"):
         Keyframe.Params(keys=[Key(time=1, value=0), Key(time=0, value=1)])
+
+
+def test_overshooting_bezier_in_clarity_space_stays_between_the_keys() -> None:
+    keys = [Key(time=0, value=0.0, ease="bezier", bezier=[0.3, 0.0, 0.7, 1.3]), Key(time=1, value=0.03)]
+    samples = [value_at(keys, t / 40, clarity_space(0.0015)) for t in range(41)]
+    assert all(0.0 <= value <= 0.03 for value in samples)
+    assert all(b >= a - 1e-12 for a, b in pairwise(samples))  # no snap back to sharp mid-way
