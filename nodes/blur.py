@@ -173,7 +173,7 @@ class Blur(Node):
     class Params(NodeParams):
         kind: Literal["gaussian", "lens"] = Field(
             default="lens",
-            description="`lens`: disc (bokeh) kernel in linear light; `gaussian`: sigma = radius/2.",
+            description="`lens`: disc or polygon aperture in linear light; `gaussian`: sigma = radius/2.",
         )
         radius: animatable(ge=0, le=2000) = Field(  # type: ignore[valid-type]
             default=0.02, description="Blur radius (animatable); 0 leaves the image untouched."
