@@ -20,7 +20,7 @@ from focusgraph.nodes.blur import (
 from focusgraph.nodes.composite import Composite, over, replace_background
 from focusgraph.nodes.feather import Feather
 from focusgraph.nodes.grain import Grain, estimate_noise
-from focusgraph.nodes.inpaint import Inpaint
+from focusgraph.nodes.inpaint import Inpaint, inpaint
 
 CTX = FrameContext(frame=0, fps=30, frame_count=1)
 rng = np.random.default_rng(1)
@@ -255,6 +255,21 @@ def test_noise_removed_is_what_the_blur_takes_from_white_noise(kind: str, radius
     assert (grain["image"].astype(float) - out["image"]).std() == pytest.approx(
         2.0 * out["noise_removed"], rel=0.15
     )
+
+
+def test_inpaint_rim_follows_the_nearest_visible_pixels_at_full_resolution() -> None:
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[:, ::2] = (240, 200, 30)  # one-pixel stripes: lost by any reduced-size fill
+    hole = np.zeros((200, 200), bool)
+    hole[50:150, 60:140] = True
+    out = inpaint(image, hole, "telea", work_size=64).astype(int)
+    assert np.array_equal(out[~hole], image[~hole])
+
+    def stripes(row: int) -> float:
+        return float(np.abs(out[row, 70:130:2, 0] - out[row, 71:131:2, 0]).mean())
+
+    # Right inside the edge the stripes carry on; deeper, the smooth fill takes over.
+    assert stripes(50) > 0.7 * 240 and stripes(50) > stripes(52) > stripes(60)
 
 
 def test_inpaint_full_at_mixes_the_fill_into_a_soft_tail() -> None:
