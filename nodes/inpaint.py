@@ -27,12 +27,11 @@ from pydantic import Field
 
 from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType
 from focusgraph.nodes._units import UNITS_HELP, Units, check_same_size, to_pixels
+from focusgraph.nodes.composite import over
 from focusgraph.nodes.feather import grow_mask
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS}
 _NEIGHBOURHOOD = 5  # pixels at the working size that each filled pixel is estimated from
-
-
 _RIM = 0.02  # of the longer side: depth over which the nearest-pixel fill fades into the inpainting
 
 
@@ -80,7 +79,7 @@ def inpaint(image: np.ndarray, hole: np.ndarray, method: str = "telea", work_siz
         fill = cv2.resize(small_fill, (width, height), interpolation=cv2.INTER_LINEAR)
     nearest, depth = nearest_fill(image, hole)
     deep = np.clip(depth / max(1.0, _RIM * max(height, width)), 0.0, 1.0)
-    blended = cv2.blendLinear(fill, nearest, deep, 1.0 - deep)
+    blended = over(fill, nearest, deep)
     result = image.copy()
     result[hole] = blended[hole]
     return result
@@ -139,5 +138,4 @@ class Inpaint(Node):
         ramp = np.clip((mask - params.threshold) / (params.full_at - params.threshold), 0.0, 1.0)
         weight = np.where(mask > params.threshold, ramp * ramp * (3.0 - 2.0 * ramp), hole)  # smoothstep
         weight = weight.astype(np.float32)
-        mixed = cv2.blendLinear(filled, image, weight, 1.0 - weight)
-        return {"image": mixed, "mask": weight}
+        return {"image": over(filled, image, weight), "mask": weight}
