@@ -17,11 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from focusgraph.graph import models
 from focusgraph.graph.compile import CompiledGraph, compile_graph
-from focusgraph.graph.document import GraphDocument, load_document
+from focusgraph.graph.document import GraphDocument, load_document, parse_value
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, Problem
 from focusgraph.graph.node import Link, Node
 from focusgraph.graph.registry import Registry, build_registry
@@ -74,11 +72,7 @@ def parse_bindings(
             problems.append(Problem(None, "--set", f"expected NAME=VALUE, got {item!r}"))
         elif "." in name:
             node_id, _, param = name.partition(".")
-            try:
-                parsed = yaml.safe_load(raw) if raw.strip() else raw
-            except yaml.YAMLError:
-                parsed = raw
-            overrides.setdefault(node_id, {})[param] = parsed
+            overrides.setdefault(node_id, {})[param] = parse_value(raw, f"--set {name}")
         else:
             values[name] = raw
     if image is not None:

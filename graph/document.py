@@ -113,33 +113,79 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     return loader.construct_mapping(node, deep=deep)
 
 
-def _refuse_alias(loader: _StrictLoader, node: yaml.Node) -> Any:
-    raise yaml.constructor.ConstructorError(
-        None, None, "YAML anchors and aliases are not supported", node.start_mark
-    )
-
-
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+MAX_DOCUMENT_BYTES = 1 << 20
+"""Largest graph document read (1 MiB; bundled presets are about 5 KB)."""
+
+_TOO_LARGE = f"over {MAX_DOCUMENT_BYTES >> 20} MiB: too large for a graph document"
+
+MAX_NESTING = 64
+"""Deepest nesting of YAML collections accepted (a graph needs about 6)."""
+
+MAX_YAML_NODES = 100_000
+"""Most YAML scalars and collections accepted in one document."""
+
+
+def _refuse(source: str, message: str, mark: yaml.Mark | None = None) -> GraphValidationError:
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return GraphValidationError([Problem(None, None, f"{where}{message}")], source=source)
+
+
+def _check_structure(text: str, source: str) -> None:
+    """Scan the YAML events once, refusing anchors/aliases and absurd nesting or size.
+
+    The scan is iterative, so a 10,000-deep document is refused here rather than
+    overflowing the recursive composer.
+    """
+    depth = 0
+    count = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _refuse(source, "YAML anchors and aliases are not supported", event.start_mark)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise _refuse(source, f"nested deeper than {MAX_NESTING} levels", event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if isinstance(event, yaml.NodeEvent):
+            count += 1
+            if count > MAX_YAML_NODES:
+                raise _refuse(source, f"more than {MAX_YAML_NODES} YAML values", event.start_mark)
+
+
 def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML text strictly, raising :class:`GraphValidationError` with the line."""
-    if "*" in text or "&" in text:
-        # Cheap pre-check; the event scan below is authoritative.
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                line = event.start_mark.line + 1 if event.start_mark is not None else "?"
-                raise GraphValidationError(
-                    [Problem(None, None, f"line {line}: YAML anchors and aliases are not supported")],
-                    source=source,
-                )
+    """Parse YAML text strictly, raising :class:`GraphValidationError` with the line.
+
+    Refused: anchors and aliases (no alias bombs), duplicate keys, tags beyond plain
+    YAML (no ``!!python/...``), text over :data:`MAX_DOCUMENT_BYTES`, nesting deeper
+    than :data:`MAX_NESTING` and more than :data:`MAX_YAML_NODES` values.
+    """
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        return _load_strict(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
-        raise GraphValidationError([Problem(None, None, f"{where}{problem}")], source=source) from None
+        raise _refuse(source, problem, mark) from None
+
+
+def parse_value(text: str, source: str) -> Any:
+    """Parse a command-line value as strict YAML; text that is not valid YAML stays a string."""
+    if not text.strip():
+        return text
+    try:
+        return _load_strict(text, source)
+    except yaml.YAMLError:
+        return text
+
+
+def _load_strict(text: str, source: str) -> Any:
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise _refuse(source, _TOO_LARGE)
+    _check_structure(text, source)
+    return yaml.load(text, Loader=_StrictLoader)
 
 
 _UNION_TAGS = {"float", "int", "str", "bool", "Link", "none", "dict", "list"}
@@ -170,6 +216,12 @@ def problems_from_validation(exc: ValidationError, node: str | None, prefix: str
     return problems
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters so an error stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(errors: list[dict[str, Any]]) -> str:
     first = errors[0]
     kinds = {error["type"] for error in errors}
@@ -184,13 +236,13 @@ def _describe(errors: list[dict[str, Any]]) -> str:
         if e["type"] in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
     ]
     if ranged:
-        return f"{ranged[0]['msg'].replace('Input should', 'must')}, got {ranged[0]['input']!r}"
+        return f"{ranged[0]['msg'].replace('Input should', 'must')}, got {_short(ranged[0]['input'])}"
     if len(errors) > 1 and ("float_type" in kinds or "int_type" in kinds) and "model_type" in kinds:
-        return f"expected a number or {{link: node}}, got {value!r}"
+        return f"expected a number or {{link: node}}, got {_short(value)}"
     if first["type"] == "value_error":
         return str(first["ctx"]["error"]) if "ctx" in first else first["msg"]
     message = first["msg"].replace("Input should be", "expected")
-    return f"{message}, got {value!r}" if "input" in first and not isinstance(value, dict) else message
+    return f"{message}, got {_short(value)}" if "input" in first and not isinstance(value, dict) else message
 
 
 def load_document(path_or_text: Path | str, *, source: str | None = None) -> GraphDocument:
@@ -204,11 +256,18 @@ def load_document(path_or_text: Path | str, *, source: str | None = None) -> Gra
     if isinstance(path_or_text, Path):
         source = source or str(path_or_text)
         try:
-            text = path_or_text.read_text(encoding="utf-8")
+            with path_or_text.open("rb") as handle:  # bounded: the path may be /dev/zero
+                raw = handle.read(MAX_DOCUMENT_BYTES + 1)
         except FileNotFoundError:
             raise GraphValidationError([Problem(None, None, "no such graph file")], source=source) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise GraphValidationError([Problem(None, None, f"cannot read: {exc}")], source=source) from None
+        except OSError as exc:
+            raise _refuse(source, f"cannot read: {exc.strerror or exc}") from None
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise _refuse(source, _TOO_LARGE)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _refuse(source, f"not UTF-8 text (byte {exc.start}); save the graph as UTF-8") from None
     else:
         text = path_or_text
     data = parse_yaml(text, source or "<graph>")
@@ -255,23 +314,25 @@ def coerce_input(name: str, spec: InputSpec, raw: Any) -> Any:
                 raise ValueError
     except (TypeError, ValueError):
         raise GraphValidationError(
-            [Problem(None, f"inputs.{name}", f"expected a {spec.type}, got {raw!r}")]
+            [Problem(None, f"inputs.{name}", f"expected a {spec.type}, got {_short(raw)}")]
         ) from None
     if spec.choices is not None and value not in spec.choices:
         choices = ", ".join(str(choice) for choice in spec.choices)
         raise GraphValidationError(
-            [Problem(None, f"inputs.{name}", f"must be one of {choices}, got {raw!r}")]
+            [Problem(None, f"inputs.{name}", f"must be one of {choices}, got {_short(raw)}")]
         )
     if isinstance(value, float) and not math.isfinite(value):
-        raise GraphValidationError([Problem(None, f"inputs.{name}", f"must be a finite number, got {raw!r}")])
+        raise GraphValidationError(
+            [Problem(None, f"inputs.{name}", f"must be a finite number, got {_short(raw)}")]
+        )
     if isinstance(value, int | float) and not isinstance(value, bool):
         if spec.min is not None and value < spec.min:
             raise GraphValidationError(
-                [Problem(None, f"inputs.{name}", f"must be >= {spec.min}, got {value!r}")]
+                [Problem(None, f"inputs.{name}", f"must be >= {spec.min}, got {_short(value)}")]
             )
         if spec.max is not None and value > spec.max:
             raise GraphValidationError(
-                [Problem(None, f"inputs.{name}", f"must be <= {spec.max}, got {value!r}")]
+                [Problem(None, f"inputs.{name}", f"must be <= {spec.max}, got {_short(value)}")]
             )
     return value
 

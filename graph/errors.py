@@ -27,8 +27,14 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = ".".join(part for part in (self.node, self.field) if part)
-        return f"{where}: {self.message}" if where else self.message
+        return f"{_where(self.node, self.field)}{self.message}"
+
+
+def _where(node: str | None, field: str | None) -> str:
+    """``node blur.params.radius: `` or ``inputs.image: `` (no node) or nothing."""
+    if node:
+        return f"node {node}.{field}: " if field else f"node {node}: "
+    return f"{field}: " if field else ""
 
 
 class FocusgraphError(Exception):
@@ -52,8 +58,7 @@ class FocusgraphError(Exception):
 
     def __str__(self) -> str:
         prefix = f"{self.source}: " if self.source else ""
-        where = ".".join(part for part in (self.node, self.field) if part)
-        return f"{prefix}node {where}: {self.message}" if where else f"{prefix}{self.message}"
+        return f"{prefix}{_where(self.node, self.field)}{self.message}"
 
 
 class GraphValidationError(FocusgraphError):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import time
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import cv2
 import numpy as np
 import pydantic
 import pytest
+from imagefiles import exif_orientation, png_bytes, small_png, with_ihdr_size
 from PIL import Image, ImageFile, ImageOps
 
 from focusgraph.graph.errors import InputImageError
@@ -28,41 +27,6 @@ GIRL2 = PHOTOS / "girl-2.jpg"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png(samples: np.ndarray, color_type: int, *, exif: bytes | None = None) -> bytes:
-    """Encode ``samples`` (H, W[, C], uint8 or uint16) as a PNG by hand, any colour type."""
-    height, width = samples.shape[:2]
-    depth = 16 if samples.dtype == np.uint16 else 8
-    raw = samples.astype(">u2" if depth == 16 else np.uint8).reshape(height, -1).tobytes()
-    stride = len(raw) // height
-    rows = b"".join(b"\x00" + raw[y * stride : (y + 1) * stride] for y in range(height))
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    chunks = _chunk(b"IHDR", ihdr)
-    if exif is not None:
-        chunks += _chunk(b"eXIf", exif)
-    chunks += _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + chunks
-
-
-def _exif(orientation: int) -> bytes:
-    """Raw TIFF-structured EXIF (no ``Exif\\0\\0`` prefix) holding one orientation tag."""
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    data = exif.tobytes()
-    return data[6:] if data.startswith(b"Exif\x00\x00") else data
-
-
-def _with_ihdr_size(png: bytes, width: int, height: int) -> bytes:
-    """Patch the IHDR width/height of a real PNG and recompute the chunk CRC."""
-    assert png[12:16] == b"IHDR"
-    ihdr = bytearray(png[16:29])
-    ihdr[0:8] = struct.pack(">II", width, height)
-    return png[:8] + _chunk(b"IHDR", bytes(ihdr)) + png[33:]
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -142,7 +106,7 @@ def test_params_are_strict(bad: dict[str, Any]) -> None:
 
 def test_16bit_rgb_png_is_scaled_by_full_range(tmp_path: Path) -> None:
     values = np.array([[[65535, 32896, 0], [200, 65279, 128]]], dtype=np.uint16)
-    path = _write(tmp_path / "deep.png", _png(values, 2))
+    path = _write(tmp_path / "deep.png", png_bytes(values, 2))
     # Pillow alone keeps the high byte: 200 -> 0 rather than 1, so this proves the full-depth path.
     assert np.asarray(Image.open(path).convert("RGB"))[0, 1, 0] == 0
     image = read_rgb(path)
@@ -151,7 +115,7 @@ def test_16bit_rgb_png_is_scaled_by_full_range(tmp_path: Path) -> None:
 
 def test_16bit_gray_png_is_scaled_not_clipped(tmp_path: Path) -> None:
     values = np.array([[65535, 32896, 200, 0]], dtype=np.uint16)
-    path = _write(tmp_path / "gray16.png", _png(values, 0))
+    path = _write(tmp_path / "gray16.png", png_bytes(values, 0))
     image = read_rgb(path)
     assert image[0, :, 0].tolist() == [255, 128, 1, 0]
     assert (image == image[:, :, :1]).all()
@@ -162,14 +126,14 @@ def test_16bit_gray_png_is_scaled_not_clipped(tmp_path: Path) -> None:
 
 def test_16bit_rgba_and_gray_alpha_pngs_keep_depth(tmp_path: Path) -> None:
     rgba = np.array([[[65535, 32896, 0, 65535], [0, 0, 0, 0], [65535, 0, 0, 32896]]], np.uint16)
-    path = _write(tmp_path / "rgba16.png", _png(rgba, 6))
+    path = _write(tmp_path / "rgba16.png", png_bytes(rgba, 6))
     assert read_rgb(path).tolist() == [[[255, 128, 0], [255, 255, 255], [255, 127, 127]]]
     assert read_rgb(path, alpha="black").tolist() == [[[255, 128, 0], [0, 0, 0], [128, 0, 0]]]
     assert read_rgb(path, alpha="ignore").tolist() == [[[255, 128, 0], [0, 0, 0], [255, 0, 0]]]
     np.testing.assert_allclose(read_gray(path)[0], [1.0, 0.0, 32896 / 65535], atol=1e-7)
 
     la = np.array([[[200, 65535], [65535, 0]]], dtype=np.uint16)
-    path = _write(tmp_path / "la16.png", _png(la, 4))
+    path = _write(tmp_path / "la16.png", png_bytes(la, 4))
     assert read_rgb(path, alpha="ignore").tolist() == [[[1, 1, 1], [255, 255, 255]]]
     assert read_rgb(path, alpha="black").tolist() == [[[1, 1, 1], [0, 0, 0]]]
     np.testing.assert_allclose(read_gray(path)[0], [1.0, 0.0])
@@ -276,7 +240,7 @@ def test_16bit_path_orients_like_pillow(tmp_path: Path, orientation: int) -> Non
     marked[0, 1] = (0, 255, 0)  # asymmetric so every orientation differs
     expected = np.asarray(ImageOps.exif_transpose(_with_exif(Image.fromarray(marked), orientation)))
     deep = marked.astype(np.uint16) * 257
-    path = _write(tmp_path / "o.png", _png(deep, 2, exif=_exif(orientation)))
+    path = _write(tmp_path / "o.png", png_bytes(deep, 2, exif=exif_orientation(orientation)))
     assert Image.open(path).getexif().get(0x0112) == orientation
     assert read_rgb(path).tolist() == expected.tolist()
 
@@ -352,7 +316,7 @@ def test_truncated_and_corrupt_png(tmp_path: Path) -> None:
 
 def test_truncated_16bit_png_is_refused(tmp_path: Path) -> None:
     deep = np.random.default_rng(3).integers(0, 65536, (32, 32, 3), dtype=np.uint16)
-    data = _png(deep, 2)
+    data = png_bytes(deep, 2)
     _refused(_write(tmp_path / "cut16.png", data[: len(data) // 2]), "truncated")
 
 
@@ -364,33 +328,27 @@ def test_pixel_cap_is_configurable(tmp_path: Path) -> None:
     assert read_rgb(GIRL2, max_pixels=718 * 478).shape == (478, 718, 3)
 
 
-def _small_png() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def test_huge_header_refused_quickly_without_decoding(tmp_path: Path) -> None:
-    path = _write(tmp_path / "bomb.png", _with_ihdr_size(_small_png(), 20000, 20000))
+    path = _write(tmp_path / "bomb.png", with_ihdr_size(small_png(), 20000, 20000))
     assert path.stat().st_size < 1000
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _refused(path, "too many pixels", "400.0 megapixels")
-        _refused(path, "too many pixels", max_pixels=10**12)  # Pillow's own limit still holds
+        _refused(path, "too many pixels", "safety limit", max_pixels=10**12)  # Pillow's own limit holds
     assert time.perf_counter() - start < 0.5
 
 
 def test_header_over_our_cap_but_under_pillows_is_refused_quietly(tmp_path: Path) -> None:
     # 12000 x 9000 = 108 MP: over our default cap and over Pillow's warning threshold.
-    path = _write(tmp_path / "big.png", _with_ihdr_size(_small_png(), 12000, 9000))
+    path = _write(tmp_path / "big.png", with_ihdr_size(small_png(), 12000, 9000))
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no DecompressionBombWarning may escape
         _refused(path, "12000x9000", "108.0 megapixels", "raise max_pixels")
     assert time.perf_counter() - start < 0.5
     # Under the cap, the bogus header leads to a decode attempt which is refused as broken.
-    _refused(_write(tmp_path / "mid.png", _with_ihdr_size(_small_png(), 300, 200)), "truncated")
+    _refused(_write(tmp_path / "mid.png", with_ihdr_size(small_png(), 300, 200)), "truncated")
 
 
 # --------------------------------------------------------------------------- sizing

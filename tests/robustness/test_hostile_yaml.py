@@ -1,0 +1,158 @@
+"""Catalogue items 6 and 7: mistaken and hostile graph documents, through the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import CLIP_GRAPH, Outcome, Workspace
+
+Refuses = Callable[..., tuple[Outcome, dict[str, str]]]
+
+
+def _render(workspace: Workspace, graph: str, *extra: str) -> tuple[str | Path, ...]:
+    path = workspace.root / "mistake.yaml"
+    path.write_text(graph)
+    photo = workspace.photo()
+    return ("render", path, "-i", photo, "-o", workspace.outputs / "clip.mp4", *extra)
+
+
+def _graph_line(workspace: Workspace, refuses: Refuses, graph: str, *fragments: str) -> str:
+    outcome, _ = refuses(*_render(workspace, graph))
+    return outcome.refused("graph", str(workspace.root / "mistake.yaml"), *fragments)
+
+
+# 6 -------------------------------------------------------------------------------------------
+
+
+def test_06_cycle_names_the_cycle_path(workspace: Workspace, refuses: Refuses) -> None:
+    graph = CLIP_GRAPH.replace("inputs: {image: photo}", "inputs: {image: textured}")
+    line = _graph_line(workspace, refuses, graph, "cycle")
+    path = line.split("cycle: ", 1)[1].split(" -> ")
+    assert path[0] == path[-1] and set(path) == {"soft", "textured"}, line
+
+
+def test_06_unknown_node_type_suggests_the_closest(workspace: Workspace, refuses: Refuses) -> None:
+    graph = CLIP_GRAPH.replace("type: blur", "type: blurr")
+    _graph_line(workspace, refuses, graph, "node soft.type", "'blurr'", "did you mean 'blur'")
+
+
+@pytest.mark.parametrize(
+    ("replacement", "fragments"),
+    [
+        ('radius: "big"', ("node soft.params.radius", "'big'")),
+        ('radius: "5"', ("node soft.params.radius", "'5'")),
+        ("raduis: 5", ("node soft.params.raduis", "unknown field")),
+        ("radius: -3", ("node soft.params.radius", "greater than or equal to 0", "-3")),
+    ],
+    ids=["wrong-type", "numeric-string", "unknown-field", "out-of-range"],
+)
+def test_06_bad_params_name_the_field(
+    workspace: Workspace, refuses: Refuses, replacement: str, fragments: tuple[str, ...]
+) -> None:
+    graph = CLIP_GRAPH.replace("radius: {link: focus}", replacement)
+    _graph_line(workspace, refuses, graph, *fragments)
+
+
+def test_06_missing_required_input_port(workspace: Workspace, refuses: Refuses) -> None:
+    graph = CLIP_GRAPH.replace("soft: {type: blur, inputs: {image: photo}, ", "soft: {type: blur, ")
+    _graph_line(workspace, refuses, graph, "node soft.inputs.image", "required")
+
+
+def test_06_missing_required_graph_input(workspace: Workspace, refuses: Refuses) -> None:
+    outcome, _ = refuses("render", workspace.clip_graph, "-o", workspace.outputs / "clip.mp4")
+    outcome.refused("graph", "inputs.image", "required input is not set")
+
+
+def test_06_reference_to_a_missing_node(workspace: Workspace, refuses: Refuses) -> None:
+    graph = CLIP_GRAPH.replace("inputs: {image: soft}", "inputs: {image: sofft}")
+    _graph_line(workspace, refuses, graph, "node textured.inputs.image", "'sofft'")
+
+
+# 7 -------------------------------------------------------------------------------------------
+
+ALIAS_BOMB = "\n".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+        *(
+            f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]"
+            for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+        ),
+    ]
+)
+
+_MEASURED = """
+import resource, sys, time
+from focusgraph.graph.cli import main
+start = time.perf_counter()
+code = main(sys.argv[1:])
+print(f"{time.perf_counter() - start:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}")
+sys.exit(code)
+"""
+
+
+def _measured(*args: str | Path) -> tuple[Outcome, float, int]:
+    """Run the CLI in a fresh interpreter; return its outcome, seconds in ``main`` and peak RSS (MB)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    seconds, peak = result.stdout.split()[-2:]
+    return Outcome(result.returncode, result.stdout, result.stderr), float(seconds), int(peak)
+
+
+def test_07_alias_bomb_is_refused_fast_and_small(workspace: Workspace) -> None:
+    assert len(ALIAS_BOMB) < 450  # expands to 387 million leaves when walked
+    graph = workspace.root / "bomb.yaml"
+    graph.write_text(ALIAS_BOMB)
+    outcome, seconds, peak_mb = _measured("validate", graph)
+    outcome.refused("graph", str(graph), "line 1", "anchors and aliases are not supported")
+    assert seconds < 1.0 and peak_mb < 100, (seconds, peak_mb)
+    # the same bomb as a --set value on the command line
+    outcome, seconds, peak_mb = _measured(
+        "validate", workspace.clip_graph, "--set", f"soft.radius=[{ALIAS_BOMB}]"
+    )
+    assert outcome.code == 2 and seconds < 1.0 and peak_mb < 100, (outcome, seconds, peak_mb)
+
+
+def test_07_python_tags_are_refused_and_never_run(workspace: Workspace, refuses: Refuses) -> None:
+    sentinel = workspace.root / "pwned"
+    graph = CLIP_GRAPH.replace("name: clip", f"name: !!python/object/apply:os.system ['touch {sentinel}']")
+    _graph_line(workspace, refuses, graph, "line 2", "python/object/apply")
+    assert not sentinel.exists()
+
+
+def test_07_duplicate_keys_are_refused_with_the_line(workspace: Workspace, refuses: Refuses) -> None:
+    graph = CLIP_GRAPH.replace(
+        "  clip: {type: encode", "  soft: {type: grain, inputs: {image: photo}}\n  clip: {type: encode"
+    )
+    line_number = graph.splitlines().index("  soft: {type: grain, inputs: {image: photo}}") + 1
+    _graph_line(workspace, refuses, graph, f"line {line_number}", "duplicate key 'soft'")
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "], ids=["lists", "mappings"])
+def test_07_ten_thousand_deep_nesting_is_refused(workspace: Workspace, opening: str) -> None:
+    closing = "]" if opening == "[" else "}"
+    graph = workspace.root / "deep.yaml"
+    graph.write_text(CLIP_GRAPH + "extra: " + opening * 10_000 + "1" + closing * 10_000 + "\n")
+    outcome, seconds, _ = _measured("validate", graph)
+    outcome.refused("graph", str(graph), "nested deeper than 64 levels")
+    assert "RecursionError" not in outcome.err and seconds < 2.0
+
+
+def test_07_fifty_megabyte_file_is_refused_unread(workspace: Workspace) -> None:
+    graph = workspace.root / "huge.yaml"
+    with graph.open("w") as handle:
+        handle.write(CLIP_GRAPH + "description: |\n")
+        line = "  " + "x" * 77 + "\n"
+        handle.writelines(line for _ in range(50 * 2**20 // len(line)))
+    assert graph.stat().st_size >= 50 * 2**20
+    outcome, seconds, peak_mb = _measured("validate", graph)
+    outcome.refused("graph", str(graph), "too large for a graph document")
+    assert seconds < 1.0 and peak_mb < 100, (seconds, peak_mb)
