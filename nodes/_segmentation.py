@@ -51,7 +51,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from focusgraph.graph.errors import ModelError
-from focusgraph.graph.models import ModelSpec, models_dir
+from focusgraph.graph.models import ModelSpec, models_dir, path_inside
 
 FloatMask = NDArray[np.float32]
 BoolMask = NDArray[np.bool_]
@@ -248,6 +248,7 @@ def rembg_runner(name: str) -> AlphaRunner:
             )
         with _rembg_home() as home:
             home.mkdir(parents=True, exist_ok=True)
+            path_inside(home, f"{name}.onnx")  # a planted link must not point rembg elsewhere
             try:
                 return new_session(name)
             except Exception as exc:  # network, checksum, onnxruntime: all fatal here

