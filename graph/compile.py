@@ -212,7 +212,17 @@ def compile_graph(
     classes: dict[str, tuple[type[Node] | None, Any]] = {}
     for node_id, spec in doc.nodes.items():
         cls = registry.get(spec.type)
-        if cls is None:
+        failure = registry.failure_for(spec.type) if cls is None else None
+        if failure is not None:
+            problems.append(
+                Problem(
+                    node_id,
+                    "type",
+                    f"node type {spec.type!r} comes from the plugin {failure.origin}, which failed to "
+                    f"load ({failure.message}); fix or reinstall that package",
+                )
+            )
+        elif cls is None:
             hint = registry.suggest(spec.type)
             suffix = f"; did you mean {hint!r}?" if hint else ""
             problems.append(Problem(node_id, "type", f"unknown node type {spec.type!r}{suffix}"))
@@ -298,28 +308,44 @@ def compile_graph(
     return CompiledGraph(doc.name, doc.description, timeline, compiled, order, source)
 
 
+def _file_identity(path: Path) -> object:
+    """Equal for two names of one file: (device, inode) when it exists, else the resolved path.
+
+    Catches ``./x`` vs ``x``, symbolic links and hard links to the same file.
+    """
+    resolved = path.expanduser().resolve()
+    try:
+        info = resolved.stat()
+    except OSError:
+        return resolved
+    return (info.st_dev, info.st_ino)
+
+
 def _file_conflicts(nodes: dict[str, CompiledNode]) -> list[Problem]:
-    """An output must never be written over a file the graph reads."""
-    reads: dict[Path, str] = {}
+    """An output must never be written over a file the graph reads, nor two outputs to one file."""
+    reads: dict[object, tuple[str, Path]] = {}
     for node in nodes.values():
         for path in node.instance.input_files(node.params):
-            reads[Path(path).expanduser().resolve()] = node.id
+            reads[_file_identity(Path(path))] = (node.id, Path(path))
     problems = []
-    writes: dict[Path, str] = {}
+    writes: dict[object, str] = {}
     for node in nodes.values():
         if isinstance(node.instance, OutputNode):
-            target = Path(node.instance.output_path(node.params)).expanduser().resolve()
-            if target in writes:
+            target = Path(node.instance.output_path(node.params))
+            identity = _file_identity(target)
+            if identity in writes:
                 problems.append(
-                    Problem(node.id, "params.path", f"{target} is also written by {writes[target]!r}")
+                    Problem(node.id, "params.path", f"{target} is also written by {writes[identity]!r}")
                 )
-            writes[target] = node.id
-            if target in reads:
+            writes[identity] = node.id
+            if identity in reads:
+                reader, read_path = reads[identity]
                 problems.append(
                     Problem(
                         node.id,
                         "params.path",
-                        f"would overwrite the input file {target} read by {reads[target]!r}",
+                        f"'{target}' would overwrite the input file '{read_path}' read by {reader!r}; "
+                        "choose another output path",
                     )
                 )
     return problems

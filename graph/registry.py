@@ -56,6 +56,11 @@ class Registry:
         """The node class for ``name`` (short or full), or ``None``."""
         return self.types.get(self.canonical(name))
 
+    def failure_for(self, name: str) -> PluginFailure | None:
+        """The failed plugin whose entry point would have provided type ``name``, if any."""
+        canonical = self.canonical(name)
+        return next((failure for failure in self.failures if failure.name == canonical), None)
+
     def suggest(self, name: str) -> str | None:
         """Closest known type name to a misspelt ``name``."""
         candidates = list(self.types) + [

@@ -89,7 +89,7 @@ class Evaluator:
                 continue
             inputs = {port: self._results[ref.node].outputs[ref.port] for port, ref in node.inputs.items()}
             self.evaluations[node_id] += 1
-            outputs = _guarded(node, node.instance.evaluate, params, inputs, ctx)
+            outputs = _guarded(node, ctx.frame, node.instance.evaluate, params, inputs, ctx)
             self._results[node_id] = _Result(key, outputs)
         return {node_id: result.outputs for node_id, result in self._results.items()}
 
@@ -98,8 +98,11 @@ class Evaluator:
         return {port: self._results[ref.node].outputs[ref.port] for port, ref in node.inputs.items()}
 
 
-def _guarded(node: CompiledNode, call: Callable[..., Any], *args: Any) -> Any:
-    """Run ``call(*args)``; turn an unexpected exception into a NodeExecutionError naming the node."""
+def _guarded(node: CompiledNode, frame: int | None, call: Callable[..., Any], *args: Any) -> Any:
+    """Run ``call(*args)``; turn an unexpected exception into a NodeExecutionError naming the node.
+
+    The message names the node id, its type and the ``frame`` being rendered (if any).
+    """
     try:
         return call(*args)
     except FocusgraphError as exc:
@@ -110,8 +113,9 @@ def _guarded(node: CompiledNode, call: Callable[..., Any], *args: Any) -> Any:
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:
+        at = f" at frame {frame}" if frame is not None else ""
         raise NodeExecutionError(
-            f"{node.cls.type_name} failed: {type(exc).__name__}: {exc}", node=node.id
+            f"{node.cls.type_name} failed{at}: {type(exc).__name__}: {exc}", node=node.id
         ) from exc
 
 
@@ -139,7 +143,7 @@ def render(
         for node in graph.outputs:
             assert isinstance(node.instance, OutputNode)
             instance = node.instance
-            writers.append((node, _guarded(node, instance.open, node.params, timeline, overwrite)))
+            writers.append((node, _guarded(node, None, instance.open, node.params, timeline, overwrite)))
         if progress is not None:
             progress(0, timeline.frame_count)
         for frame in range(timeline.frame_count):
@@ -148,10 +152,10 @@ def render(
             for node, writer in writers:
                 inputs = evaluator.output_inputs(node)
                 evaluator.evaluations[node.id] += 1
-                _guarded(node, writer.write, inputs, ctx)
+                _guarded(node, frame, writer.write, inputs, ctx)
             if progress is not None:
                 progress(frame + 1, timeline.frame_count)
-        return [_guarded(node, writer.commit) for node, writer in writers]
+        return [_guarded(node, None, writer.commit) for node, writer in writers]
     except BaseException as exc:
         for _, writer in writers:
             writer.abort()

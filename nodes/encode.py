@@ -27,9 +27,11 @@ Safety
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
+import signal
 import subprocess
 import tempfile
 import weakref
@@ -85,6 +87,7 @@ COLOR_TAGS = [
 
 STDERR_TAIL_LINES = 6
 ABORT_WAIT_SECONDS = 5.0
+FFMPEG_CHECK_SECONDS = 20.0
 
 
 class Encode(OutputNode):
@@ -161,8 +164,51 @@ class Encode(OutputNode):
             )
         check_target(target, overwrite)
         if fmt == "mp4":
-            return VideoWriter(target, params, timeline, overwrite)
+            return VideoWriter(target, params, timeline, overwrite, usable_ffmpeg())
         return StillWriter(target, fmt, params.quality, overwrite)
+
+
+def usable_ffmpeg() -> str:
+    """Return the path of an ffmpeg that runs and has libx264 (checked once per binary).
+
+    Called when a writer opens, so a missing or broken ffmpeg is reported before any
+    frame is rendered.
+
+    Raises
+    ------
+    EncodeError
+        If imageio-ffmpeg has no binary, it cannot be started, or it lacks libx264.
+    """
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as error:
+        raise EncodeError(f"no ffmpeg found ({error}); reinstall imageio-ffmpeg") from None
+    return _check_ffmpeg(exe)
+
+
+@functools.cache
+def _check_ffmpeg(exe: str) -> str:
+    fix = "reinstall imageio-ffmpeg or set IMAGEIO_FFMPEG_EXE to a working ffmpeg"
+    try:
+        result = subprocess.run(
+            [exe, "-hide_banner", "-encoders"], capture_output=True, timeout=FFMPEG_CHECK_SECONDS, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise EncodeError(f"ffmpeg '{exe}' cannot be run ({reason}); {fix}") from None
+    if result.returncode != 0:
+        raise EncodeError(
+            f"ffmpeg '{exe}' does not work (exit status {result.returncode}: "
+            f"{_last_line(result.stderr)}); {fix}"
+        )
+    if b"libx264" not in result.stdout:
+        raise EncodeError(f"ffmpeg '{exe}' cannot encode H.264 (it has no libx264); {fix}")
+    return exe
+
+
+def _last_line(output: bytes) -> str:
+    lines = output.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no message"
 
 
 def resolve_format(fmt: Format | Literal["auto"], target: Path) -> Format:
@@ -270,6 +316,21 @@ def stderr_tail(log: IO[bytes], lines: int = STDERR_TAIL_LINES) -> str:
     return " | ".join(tail) if tail else "no message from ffmpeg"
 
 
+def ending(code: int | None) -> str:
+    """How ffmpeg ended, as the start of an error message (empty while it runs)."""
+    if code is None:
+        return ""
+    if code >= 0:
+        return f"exit status {code}; "
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    if -code == signal.SIGXFSZ:
+        return f"killed by {name}: the file size limit was reached (disk quota or `ulimit -f`); "
+    return f"killed by {name}; "
+
+
 def discard(temp: Path, processes: list[subprocess.Popen[bytes]]) -> None:
     """Kill ``processes`` and remove ``temp``: cleanup of a writer that was never closed."""
     for process in processes:
@@ -346,8 +407,9 @@ class VideoWriter(AtomicWriter):
     ffmpeg is started on the first frame, whose size fixes the clip's size.
     """
 
-    def __init__(self, target: Path, params: Any, timeline: Timeline, overwrite: bool) -> None:
+    def __init__(self, target: Path, params: Any, timeline: Timeline, overwrite: bool, ffmpeg: str) -> None:
         super().__init__(target, ".mp4", overwrite)
+        self.ffmpeg = ffmpeg
         self.params = params
         self.timeline = timeline
         self.size: tuple[int, int] | None = None  # (width, height) after the even crop
@@ -359,7 +421,7 @@ class VideoWriter(AtomicWriter):
         """The ffmpeg command line for frames of ``width`` x ``height``."""
         params = self.params
         command = [
-            imageio_ffmpeg.get_ffmpeg_exe(),
+            self.ffmpeg,
             "-hide_banner", "-nostats", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24",
             "-video_size", f"{width}x{height}",
@@ -414,7 +476,8 @@ class VideoWriter(AtomicWriter):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(ABORT_WAIT_SECONDS)
             raise self.fail(
-                f"ffmpeg stopped while writing '{self.target}' at frame {ctx.frame}: {stderr_tail(self.log)}"
+                f"ffmpeg stopped while writing '{self.target}' at frame {ctx.frame}: "
+                f"{ending(process.returncode)}{stderr_tail(self.log)}"
             ) from error
         self.frames += 1
 
@@ -429,9 +492,7 @@ class VideoWriter(AtomicWriter):
             process.stdin.close()
         code = process.wait()
         if code != 0:
-            raise self.fail(
-                f"ffmpeg failed writing '{self.target}' (exit status {code}): {stderr_tail(self.log)}"
-            )
+            raise self.fail(f"ffmpeg failed writing '{self.target}': {ending(code)}{stderr_tail(self.log)}")
         if self.temp.stat().st_size == 0:
             raise self.fail(f"ffmpeg wrote an empty file for '{self.target}'")
         return self.finish()

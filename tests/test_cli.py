@@ -182,40 +182,6 @@ def test_models_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert "u2netp" in out and "mediapipe" in out
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupt_exits_130_and_leaves_nothing(small_photo: Path, tmp_path: Path, signum: int) -> None:
-
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    out = out_dir / "clip.mp4"
-    command = [FOCUSGRAPH, "render", "rack-focus", "-i", str(small_photo), "-o", str(out)]
-    process = subprocess.Popen(
-        [*command, "--set", "duration=600", "--set", "fps=60"], stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 60
-    while not any(out_dir.iterdir()) and time.monotonic() < deadline:  # wait for the encoder's temp file
-        time.sleep(0.1)
-    assert any(out_dir.iterdir()), "the render never started writing"
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    assert list(out_dir.iterdir()) == []
-    assert _processes_mentioning(str(out_dir)) == []
-
-
 def test_user_mask_renders_without_models(small_photo: Path, tmp_path: Path) -> None:
     """With `subject.mask` set no model is needed: the render works offline with an empty cache."""
     import os

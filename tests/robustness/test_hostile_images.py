@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Outcome, Workspace, run_subprocess
+from contract import Outcome, Workspace
 from imagefiles import PNG_SIGNATURE, chunk, exif_orientation, png_bytes, small_png, with_ihdr_size
 from PIL import Image
 from videoprobe import probe, read_frames
@@ -276,10 +276,3 @@ def test_05_one_pixel_photo_is_refused_with_the_minimum_size(workspace: Workspac
     out = workspace.outputs / "dot.mp4"
     outcome, _ = refuses("render", workspace.clip_graph, "-i", photo, "-o", out, "--set", "duration=0.2")
     outcome.refused("output", "clip", "1x1", "too small", "2x2")
-
-
-def test_05_subprocess_contract_matches(workspace: Workspace) -> None:
-    """The installed console script keeps the contract too (exit code, one line)."""
-    photo = workspace.write("empty.png", b"")
-    result = run_subprocess(["render", workspace.still_graph, "-i", photo, "-o", workspace.outputs / "x.png"])
-    Outcome(result.returncode, result.stdout, result.stderr).refused("image", "empty")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Outcome, Workspace
+from contract import Outcome, Workspace
 
 from focusgraph.graph import models
 from focusgraph.graph.models import models_dir

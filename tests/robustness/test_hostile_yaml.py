@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLIP_GRAPH, Outcome, Workspace
+from contract import CLIP_GRAPH, Outcome, Workspace
 
 Refuses = Callable[..., tuple[Outcome, dict[str, str]]]
 
