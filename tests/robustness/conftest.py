@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,9 +13,18 @@ from focusgraph.graph.cli import main
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
-    """A workspace whose files must be unchanged at the end unless a test says otherwise."""
-    yield Workspace(tmp_path)
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A workspace whose files must be unchanged at the end unless a test says otherwise.
+
+    Temporary files (of this process and of child processes) go to its ``tmp`` folder, so
+    the workspace snapshot also shows any temporary file left behind.
+    """
+    space = Workspace(tmp_path)
+    temp = space.root / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    yield space
 
 
 @pytest.fixture

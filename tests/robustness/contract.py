@@ -125,8 +125,16 @@ class Workspace:
         return path
 
     def snapshot(self) -> dict[str, str]:
-        """Digest of everything in the workspace (inputs, graphs, outputs)."""
-        return digest_tree(self.root)
+        """Digest of everything in the workspace (inputs, graphs, outputs, temporary folder).
+
+        Ignored: ``tmp/.ses``, which importing onnxruntime writes into the temporary folder
+        (its session id, kept for reuse, not a temporary file of a render).
+        """
+        return {
+            path: digest
+            for path, digest in digest_tree(self.root).items()
+            if path != str(self.root / "tmp" / ".ses")
+        }
 
 
 def run_subprocess(
