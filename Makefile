@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT := out
 TYPECHECK := build/typecheck/focusgraph
 
-.PHONY: setup models demo lint test clean bench-memory bench-quality
+.PHONY: setup models demo lint test clean bench-memory bench-quality bench-soak fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,7 @@ bench-memory: models
 ## bench-quality: masks, halo, edge colour and clearing curve of rack-focus on the shared photos and composite scenes (benchmarks/out/)
 bench-quality: models
 	$(BIN)/python benchmarks/quality.py
+
+## bench-soak: RSS over 20 in-process renders of rack-focus (2 s clips of a shared photo); growth must stay < 2 MB/render
+bench-soak: models
+	$(BIN)/python benchmarks/soak.py

@@ -128,7 +128,7 @@ MAX_YAML_NODES = 100_000
 """Most YAML scalars and collections accepted in one document."""
 
 
-def _refuse(source: str, message: str, mark: yaml.Mark | None = None) -> GraphValidationError:
+def _refuse(source: str, message: str, mark: Any = None) -> GraphValidationError:
     where = f"line {mark.line + 1}: " if mark is not None else ""
     return GraphValidationError([Problem(None, None, f"{where}{message}")], source=source)
 
@@ -255,8 +255,12 @@ def load_document(path_or_text: Path | str, *, source: str | None = None) -> Gra
     """
     if isinstance(path_or_text, Path):
         source = source or str(path_or_text)
+        if path_or_text.is_dir():
+            raise _refuse(source, "is a directory; give the path of a YAML graph file")
+        if path_or_text.exists() and not path_or_text.is_file():  # a FIFO would block forever
+            raise _refuse(source, "is not a regular file; give the path of a YAML graph file")
         try:
-            with path_or_text.open("rb") as handle:  # bounded: the path may be /dev/zero
+            with path_or_text.open("rb") as handle:
                 raw = handle.read(MAX_DOCUMENT_BYTES + 1)
         except FileNotFoundError:
             raise GraphValidationError([Problem(None, None, "no such graph file")], source=source) from None

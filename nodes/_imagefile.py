@@ -21,7 +21,8 @@ Decoding rules
 
 Public functions
 ----------------
-:func:`read_rgb`, :func:`read_gray`, :func:`probe_size` and :func:`fit_cover`.
+:func:`read_rgb`, :func:`read_gray`, :func:`probe_size`, :func:`fit_cover` and
+:func:`to_rgb8` (the same conversion to 8-bit RGB for an array already in memory).
 """
 
 from __future__ import annotations
@@ -150,12 +151,14 @@ def _open_image(path: Path, stream: IO[bytes], max_pixels: int) -> ImageFile.Ima
             opened = Image.open(stream, formats=_formats())
     except Image.DecompressionBombError as exc:
         match = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f" ({_megapixels(int(match.group(1)))})" if match else ""
-        raise _fail(
-            path,
-            f"image header claims too many pixels{size}, beyond the decoder's safety limit; "
-            "downscale the photo",
-        ) from None
+        pixels = int(match.group(1)) if match else 0
+        if pixels > max_pixels:
+            limit = f"over the limit of max_pixels={max_pixels}; downscale the photo or raise max_pixels"
+        else:  # max_pixels was raised above Pillow's own hard limit, which still holds
+            limit = f"beyond the decoder's safety limit ({_megapixels(2 * (Image.MAX_IMAGE_PIXELS or 0))})"
+            limit += "; downscale the photo"
+        size = f" ({_megapixels(pixels)})" if pixels else ""
+        raise _fail(path, f"image header claims too many pixels{size}, {limit}") from None
     except UnidentifiedImageError:
         stream.seek(0)
         kind = _sniff(stream.read(16))
@@ -356,6 +359,20 @@ def _composite(color: Samples, alpha: Samples, background: int) -> NDArray[np.ui
     return np.asarray(np.clip(np.rint(out), 0, 255), dtype=np.uint8)
 
 
+def _rgb8(color: Samples, alpha: Samples | None, rule: AlphaRule) -> NDArray[np.uint8]:
+    """8-bit RGB from uint8/uint16 ``color`` (H, W) or (H, W, 3) and optional ``alpha`` (H, W).
+
+    The one conversion behind :func:`read_rgb` and :func:`to_rgb8`.
+    """
+    if color.ndim == 2:
+        color = np.repeat(color[:, :, None], 3, axis=2)
+    if alpha is not None and rule != "ignore":
+        rgb = _composite(color, alpha, 255 if rule == "white" else 0)
+    else:
+        rgb = _to_8bit(color)
+    return np.ascontiguousarray(rgb)
+
+
 def read_rgb(
     path: str | os.PathLike[str],
     *,
@@ -387,14 +404,7 @@ def read_rgb(
         too large.
     """
     pixels = _decode(path, max_pixels)
-    color = pixels.color
-    if color.ndim == 2:
-        color = np.repeat(color[:, :, None], 3, axis=2)
-    if pixels.alpha is not None and alpha != "ignore":
-        rgb = _composite(color, pixels.alpha, 255 if alpha == "white" else 0)
-    else:
-        rgb = _to_8bit(color)
-    return np.ascontiguousarray(rgb)
+    return _rgb8(pixels.color, pixels.alpha, alpha)
 
 
 def read_gray(
@@ -513,3 +523,48 @@ def fit_cover(array: NDArray[_ArrayT], size: tuple[int, int]) -> NDArray[_ArrayT
         if math.isfinite(lo) and math.isfinite(hi):
             np.clip(out, lo, hi, out=out)
     return out
+
+
+def to_rgb8(array: NDArray[Any], *, alpha: AlphaRule = "white") -> NDArray[np.uint8]:
+    """Convert an in-memory image to 8-bit RGB by the same rules as :func:`read_rgb`.
+
+    * uint8 is kept; uint16 is scaled by the full range, ``round(v * 255 / 65535)``;
+      floating point is read as ``0..1`` and clipped, NaN becoming 0 (via 16-bit
+      samples, like a floating-point gray file).
+    * By channel count: 1 (or a 2-D array) is gray, 2 is gray + alpha, 3 is RGB,
+      4 is RGBA; alpha is straight (not premultiplied).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)`` with ``C`` in 1-4; uint8, uint16 or floating point.
+    alpha : {"white", "black", "ignore"}
+        As in :func:`read_rgb`: composite over white or black, or drop the alpha channel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8, C-contiguous, never a view of ``array``.
+
+    Raises
+    ------
+    ValueError
+        The shape or the dtype is not one of the above.
+    """
+    samples = np.asarray(array)
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    if samples.ndim != 3 or not 1 <= samples.shape[2] <= 4:
+        raise ValueError(f"expected an (H, W) or (H, W, 1-4) image, got shape {samples.shape}")
+    if np.issubdtype(samples.dtype, np.floating):
+        unit = np.clip(np.nan_to_num(samples.astype(np.float32), nan=0.0), 0.0, 1.0)
+        samples = np.rint(unit * np.float32(65535.0)).astype(np.uint16)
+    elif samples.dtype.kind == "u" and samples.dtype.itemsize in (1, 2):
+        samples = samples.astype(np.uint8 if samples.dtype.itemsize == 1 else np.uint16, copy=False)
+    else:
+        raise ValueError(f"expected a uint8, uint16 or floating-point image, got dtype {samples.dtype}")
+    channels = samples.shape[2]
+    color = samples[:, :, 0] if channels <= 2 else samples[:, :, :3]
+    matte = samples[:, :, -1] if channels in (2, 4) else None
+    rgb = _rgb8(color, matte, alpha)
+    return rgb.copy() if np.may_share_memory(rgb, array) else rgb

@@ -1,4 +1,4 @@
-"""Shared fixtures: the shared real photos and small graph helpers."""
+"""Shared fixtures: a small photo and offline model caches (shared real photos: ``photos.py``)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "photos"
-
-
-def photo_path(name: str) -> Path:
-    """Path of a shared test photo such as ``girl-2.jpg``; skips if the folder is absent."""
-    path = PHOTOS / name
-    if not path.exists():
-        pytest.skip(f"shared test photo {path} not found")
-    return path
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import numpy as np
 import pydantic
 import pytest
 from imagefiles import exif_orientation, png_bytes, small_png, with_ihdr_size
+from photos import PHOTOS
 from PIL import Image, ImageFile, ImageOps
 
 from focusgraph.graph.errors import InputImageError
@@ -22,7 +23,6 @@ from focusgraph.nodes import _imagefile
 from focusgraph.nodes._imagefile import fit_cover, probe_size, read_gray, read_rgb
 from focusgraph.nodes.load import Load
 
-PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "photos"
 GIRL2 = PHOTOS / "girl-2.jpg"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import photo_path
+from photos import photo_path
 from videoprobe import probe, read_frames
 
 from focusgraph.graph.cli import main

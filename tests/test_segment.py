@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from conftest import photo_path
+from photos import photo_path
 from pydantic import ValidationError
 
 from focusgraph.graph import models

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -167,3 +168,11 @@ def test_07_fifty_megabyte_file_is_refused_unread(workspace: Workspace) -> None:
     outcome, seconds, peak_mb = _measured(workspace, "validate", graph)
     outcome.refused("graph", str(graph), "too large for a graph document")
     assert seconds < 1.0 and peak_mb < 100, (seconds, peak_mb)
+
+
+def test_07_special_files_as_graph_never_block(workspace: Workspace, refuses: Refuses) -> None:
+    fifo = workspace.root / "graph.yaml"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    for graph, message in ((fifo, "not a regular file"), (Path("/dev/zero"), "not a regular file")):
+        outcome, _ = refuses("validate", graph)
+        outcome.refused("graph", str(graph), message)
