@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,20 +101,30 @@ class GraphDocument(_Strict):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """Safe loader that refuses duplicate keys and anchors/aliases (no alias bombs)."""
+    """Safe loader that refuses duplicate and non-scalar keys and reads dates as text."""
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a single value, not a list or mapping", key_node.start_mark
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
 
+def _construct_text(loader: _StrictLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# A graph holds no dates; `2001-13-01` would otherwise fail inside PyYAML's date parser.
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_text)
 
 
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -144,6 +155,10 @@ def _check_structure(text: str, source: str) -> None:
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _refuse(source, "YAML anchors and aliases are not supported", event.start_mark)
+        tag = getattr(event, "tag", None)
+        if tag is not None:  # explicit tags: `!!python/...`, or `!!int x` that PyYAML fails to build
+            shown = tag.replace("tag:yaml.org,2002:", "!!", 1)
+            raise _refuse(source, f"YAML tags such as {shown!r} are not supported", event.start_mark)
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_NESTING:
@@ -159,8 +174,8 @@ def _check_structure(text: str, source: str) -> None:
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text strictly, raising :class:`GraphValidationError` with the line.
 
-    Refused: anchors and aliases (no alias bombs), duplicate keys, tags beyond plain
-    YAML (no ``!!python/...``), text over :data:`MAX_DOCUMENT_BYTES`, nesting deeper
+    Refused: anchors and aliases (no alias bombs), duplicate keys, explicit tags
+    (no ``!!python/...``), text over :data:`MAX_DOCUMENT_BYTES`, nesting deeper
     than :data:`MAX_NESTING` and more than :data:`MAX_YAML_NODES` values.
     """
     try:
@@ -185,7 +200,10 @@ def _load_strict(text: str, source: str) -> Any:
     if len(text) > MAX_DOCUMENT_BYTES:
         raise _refuse(source, _TOO_LARGE)
     _check_structure(text, source)
-    return yaml.load(text, Loader=_StrictLoader)
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:  # a value PyYAML cannot build
+        raise _refuse(source, f"cannot read a value ({type(exc).__name__}: {_short(str(exc))})") from None
 
 
 _UNION_TAGS = {"float", "int", "str", "bool", "Link", "none", "dict", "list"}

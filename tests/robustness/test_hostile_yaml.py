@@ -176,3 +176,28 @@ def test_07_special_files_as_graph_never_block(workspace: Workspace, refuses: Re
     for graph, message in ((fifo, "not a regular file"), (Path("/dev/zero"), "not a regular file")):
         outcome, _ = refuses("validate", graph)
         outcome.refused("graph", str(graph), message)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("name: !!int 2001-13-01version", "YAML tags such as '!!int'"),
+        ("name: !!map [a]", "YAML tags such as '!!map'"),
+        ("? [1, 2]\n: x", "a mapping key must be a single value"),
+        ("description: " + "1" * 5000, "cannot read a value"),
+    ],
+    ids=["bad-tagged-int", "tag-on-wrong-node", "list-as-key", "huge-integer"],
+)
+def test_07_values_pyyaml_cannot_build_are_refused(
+    workspace: Workspace, refuses: Refuses, line: str, message: str
+) -> None:
+    """Fuzzing found each of these escaping PyYAML as ValueError, TypeError or KeyError."""
+    graph = CLIP_GRAPH.replace("name: clip", line) if line.startswith("name") else CLIP_GRAPH + line + "\n"
+    _graph_line(workspace, refuses, graph, message)
+
+
+def test_07_dates_are_read_as_text(workspace: Workspace, cli: Callable[..., Outcome]) -> None:
+    graph = workspace.root / "dated.yaml"
+    graph.write_text(CLIP_GRAPH.replace("name: clip", "name: 2001-13-01"))  # not a date: month 13
+    outcome = cli("validate", graph)
+    assert outcome.code == 0, outcome.err
