@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 # Names are imported on first use (PEP 562), so that `focusgraph` starts, and installs
 # its Ctrl-C handling, before the heavier modules (networkx, pydantic) load.
 _EXPORTS = {
+    "BatchReport": "batching",
+    "PhotoResult": "batching",
+    "batch": "batching",
     "CompiledGraph": "compile",
     "compile_graph": "compile",
     "load_graph": "compile",
@@ -39,6 +42,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from focusgraph.graph.batching import BatchReport, PhotoResult, batch
     from focusgraph.graph.compile import CompiledGraph, compile_graph, load_graph
     from focusgraph.graph.document import GraphDocument, load_document
     from focusgraph.graph.errors import (
@@ -73,6 +77,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchReport",
     "CompiledGraph",
     "EncodeError",
     "Evaluator",
@@ -87,6 +92,7 @@ __all__ = [
     "NodeExecutionError",
     "NodeParams",
     "OutputNode",
+    "PhotoResult",
     "PluginError",
     "Port",
     "PortType",
@@ -94,6 +100,7 @@ __all__ = [
     "Timeline",
     "Writer",
     "animatable",
+    "batch",
     "compile_graph",
     "load_document",
     "load_graph",

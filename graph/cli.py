@@ -18,13 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from focusgraph.graph import models
+from focusgraph.graph.batching import (
+    DEFAULT_PATTERN,
+    BatchReport,
+    PhotoResult,
+    batch,
+    collect_photos,
+    dask_client,
+)
 from focusgraph.graph.compile import CompiledGraph, compile_graph
 from focusgraph.graph.document import GraphDocument, load_document, parse_value
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, Problem
 from focusgraph.graph.node import Link, Node
 from focusgraph.graph.registry import Registry, build_registry
 from focusgraph.graph.scheduler import render
-from focusgraph.presets import find_preset, preset_paths
+from focusgraph.presets import preset_paths, resolve_graph
 
 EXIT_INTERRUPTED = 130
 
@@ -36,26 +44,6 @@ def _version() -> str:
         return version("focusgraph")
     except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
         return "unknown"
-
-
-def resolve_graph_path(name_or_path: str) -> Path:
-    """A bundled preset by name, or a graph file by path."""
-    path = Path(name_or_path).expanduser()
-    if path.suffix in {".yaml", ".yml"} or path.exists():
-        return path
-    preset = find_preset(name_or_path)
-    if preset is None:
-        names = ", ".join(preset_paths())
-        raise GraphValidationError(
-            [
-                Problem(
-                    None,
-                    None,
-                    f"{name_or_path!r} is neither a graph file nor a preset (presets: {names})",
-                )
-            ]
-        )
-    return preset
 
 
 def parse_bindings(
@@ -107,7 +95,7 @@ def _compile(
     *,
     stand_ins: bool = False,
 ) -> CompiledGraph:
-    path = resolve_graph_path(args.graph)
+    path = resolve_graph(args.graph)
     doc = load_document(path)
     bound = {**(_stand_ins(doc) if stand_ins else {}), **(values or {})}
     return compile_graph(doc, bound, overrides=overrides, registry=_registry(args), source=str(path))
@@ -116,9 +104,11 @@ def _compile(
 class _Progress:
     """A tqdm progress bar on stderr with frames/s and ETA."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, desc: str = "rendering", unit: str = "frame") -> None:
         self._bar: Any = None
         self._quiet = quiet
+        self._desc = desc
+        self._unit = unit
 
     def __call__(self, done: int, total: int) -> None:
         if self._quiet:
@@ -128,7 +118,12 @@ class _Progress:
 
             # disable=None: a bar on a terminal only, not in logs (the summary line is printed anyway)
             self._bar = tqdm(
-                total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, desc="rendering", disable=None
+                total=total,
+                unit=self._unit,
+                dynamic_ncols=True,
+                file=sys.stderr,
+                desc=self._desc,
+                disable=None,
             )
         self._bar.update(done - self._bar.n)
 
@@ -162,6 +157,64 @@ def cmd_render(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def _summary(report: BatchReport) -> str:
+    """The table printed at the end of a batch."""
+    width = max(len(Path(result.photo).name) for result in report.results)
+    lines = [f"{'photo':<{width}}  {'status':<7}  {'seconds':>7}  output or error"]
+    for result in report.results:
+        detail = result.output if result.status != "failed" else (result.error or "")
+        lines.append(
+            f"{Path(result.photo).name:<{width}}  {result.status:<7}  {result.seconds:>7.1f}  {detail}"
+        )
+    totals = ", ".join(f"{status} {report.count(status)}" for status in ("done", "skipped", "failed"))
+    lines.append(
+        f"{totals} in {report.seconds:.1f} s ({report.scheduler}); report: {report.out_dir}/report.json"
+    )
+    return "\n".join(lines)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    values, overrides = parse_bindings(args.set, None, None)
+    photos = collect_photos(args.photos)
+    progress = _Progress(args.quiet, desc="photos", unit="photo")
+    done = 0
+
+    def arrived(result: PhotoResult) -> None:
+        nonlocal done
+        done += 1
+        progress(done, len(photos))
+
+    option = "--scheduler" if args.scheduler else "--dask"
+    client, cluster = (
+        dask_client(args.scheduler, args.jobs, option) if args.scheduler or args.dask else (None, None)
+    )
+    try:
+        progress(0, len(photos))
+        report = batch(
+            args.graph, photos, args.out, client,
+            values=values, overrides=overrides, jobs=args.jobs, pattern=args.pattern,
+            overwrite=args.overwrite, plugins=not args.no_plugins, on_result=arrived,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        progress.close(keep=False)
+        print("focusgraph: interrupted; finished outputs are kept, unfinished ones removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    progress.close()
+    print(_summary(report))
+    failed = report.count("failed")
+    if failed:
+        print(
+            f"focusgraph: error: {failed} of {len(report.results)} photos failed (see the table above)",
+            file=sys.stderr,
+        )
+    return report.exit_code
 
 
 def _say(args: argparse.Namespace) -> Any:
@@ -319,6 +372,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     graph_arguments(validate_parser)
     validate_parser.set_defaults(func=cmd_validate)
+
+    batch_parser = commands.add_parser(
+        "batch", parents=[common], help="render a graph or preset for many photos (resumable)"
+    )
+    batch_parser.add_argument("graph", metavar="GRAPH_OR_PRESET", help="a graph YAML file or a preset name")
+    batch_parser.add_argument(
+        "photos", nargs="+", metavar="PHOTOS", help="photo files, folders or glob patterns"
+    )
+    batch_parser.add_argument("--out", required=True, metavar="DIR", help="existing folder for the outputs")
+    batch_parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="bind a graph input or node.param"
+    )
+    batch_parser.add_argument(
+        "--pattern",
+        default=DEFAULT_PATTERN,
+        help="output file name: {stem}, {name}, {index} (default %(default)s)",
+    )
+    batch_parser.add_argument(
+        "--jobs", type=int, default=None, help="worker processes (default: one per core)"
+    )
+    batch_parser.add_argument(
+        "--overwrite", action="store_true", help="replace outputs in DIR that this batch did not make"
+    )
+    where = batch_parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler (tcp://host:8786)")
+    where.add_argument("--dask", action="store_true", help="run on a local Dask cluster (--jobs workers)")
+    batch_parser.set_defaults(func=cmd_batch)
 
     presets_parser = commands.add_parser("presets", parents=[common], help="list bundled presets")
     presets_parser.add_argument("-v", "--verbose", action="store_true", help="also list each preset's inputs")

@@ -263,6 +263,29 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return f"{message}, got {_short(value)}" if "input" in first and not isinstance(value, dict) else message
 
 
+def read_text(path: Path, source: str | None = None) -> str:
+    """Read a graph file as UTF-8 text, refusing what is not a regular file of at most 1 MiB."""
+    source = source or str(path)
+    if path.is_dir():
+        raise _refuse(source, "is a directory; give the path of a YAML graph file")
+    if path.exists() and not path.is_file():  # a FIFO would block forever
+        raise _refuse(source, "is not a regular file; give the path of a YAML graph file")
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_DOCUMENT_BYTES + 1)
+    except FileNotFoundError:
+        raise GraphValidationError([Problem(None, None, "no such graph file")], source=source) from None
+    except OSError as exc:
+        raise _refuse(source, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise _refuse(source, _TOO_LARGE)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refuse(source, f"not UTF-8 text (byte {exc.start}); save the graph as UTF-8") from None
+    return text
+
+
 def load_document(path_or_text: Path | str, *, source: str | None = None) -> GraphDocument:
     """Read and structurally validate a graph document.
 
@@ -273,23 +296,7 @@ def load_document(path_or_text: Path | str, *, source: str | None = None) -> Gra
     """
     if isinstance(path_or_text, Path):
         source = source or str(path_or_text)
-        if path_or_text.is_dir():
-            raise _refuse(source, "is a directory; give the path of a YAML graph file")
-        if path_or_text.exists() and not path_or_text.is_file():  # a FIFO would block forever
-            raise _refuse(source, "is not a regular file; give the path of a YAML graph file")
-        try:
-            with path_or_text.open("rb") as handle:
-                raw = handle.read(MAX_DOCUMENT_BYTES + 1)
-        except FileNotFoundError:
-            raise GraphValidationError([Problem(None, None, "no such graph file")], source=source) from None
-        except OSError as exc:
-            raise _refuse(source, f"cannot read: {exc.strerror or exc}") from None
-        if len(raw) > MAX_DOCUMENT_BYTES:
-            raise _refuse(source, _TOO_LARGE)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _refuse(source, f"not UTF-8 text (byte {exc.start}); save the graph as UTF-8") from None
+        text = read_text(path_or_text, source)
     else:
         text = path_or_text
     data = parse_yaml(text, source or "<graph>")
