@@ -243,6 +243,9 @@ def render_photo(task: PhotoTask) -> PhotoResult:
         task.photo, task.output, "failed", worker=worker,
         input_sha256=task.input_sha256, graph_sha256=task.graph.sha256,
     )  # fmt: skip
+    if _stopping:
+        result.error, result.exit_code = "interrupted", 130
+        return result
     collector = _Collect(result.warnings)
     logging.getLogger("focusgraph").addHandler(collector)
     _rendering = True
@@ -269,6 +272,10 @@ def render_photo(task: PhotoTask) -> PhotoResult:
     except Exception as exc:  # a bug: keep the batch going, and say so
         result.error = f"internal error: {type(exc).__name__}: {exc}"
         result.exit_code = 1
+    except KeyboardInterrupt:
+        if not _stopping:
+            raise
+        result.error, result.exit_code = "interrupted", 130  # the render removed its partial file
     finally:
         _rendering = False
         logging.getLogger("focusgraph").removeHandler(collector)
@@ -336,10 +343,13 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 _rendering = False  # whether this (worker) process is inside render_photo
+_stopping = False  # set by SIGTERM: tasks still queued to this worker are not started
 
 
 def _worker_terminated(signum: int, frame: Any) -> None:
     """SIGTERM in a worker: abort a render in progress (its writer cleans up), else just exit."""
+    global _stopping
+    _stopping = True
     if _rendering:
         raise KeyboardInterrupt
     os._exit(128 + signum)
@@ -367,11 +377,13 @@ def _run_local(tasks: list[PhotoTask], jobs: int, on_result: ResultCallback) -> 
     except BaseException:
         # Ctrl-C or an error: stop the workers now; each aborts its render, which removes
         # its partial output (SIGTERM becomes KeyboardInterrupt in a render).
+        # (The executor has no public list of its processes; shutdown() forgets them.)
+        processes = list((getattr(executor, "_processes", None) or {}).values())
         executor.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(executor, "_processes", {}).values()):
+        for process in processes:
             if process.is_alive():
                 process.terminate()
-        for process in list(getattr(executor, "_processes", {}).values()):
+        for process in processes:
             process.join(ABORT_WAIT_SECONDS)
             if process.is_alive():
                 process.kill()
