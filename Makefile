@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT := out
 TYPECHECK := build/typecheck/focusgraph
 
-.PHONY: setup models demo lint test clean bench-memory bench-quality bench-soak fuzz
+.PHONY: setup models demo lint test clean bench-memory bench-quality bench-soak bench-batch fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ bench-quality: models
 ## bench-soak: RSS over 20 in-process renders of rack-focus (2 s clips of a shared photo); growth must stay < 2 MB/render
 bench-soak: models
 	$(BIN)/python benchmarks/soak.py
+
+## bench-batch: 12 photos at 1080p through `focusgraph batch`, --jobs 1 vs --jobs 2 (throughput, peak memory)
+bench-batch: models
+	$(BIN)/python benchmarks/batch.py
