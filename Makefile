@@ -57,3 +57,12 @@ bench-soak: models
 ## bench-batch: 12 photos at 1080p through `focusgraph batch`, --jobs 1 vs --jobs 2 (throughput, peak memory)
 bench-batch: models
 	$(BIN)/python benchmarks/batch.py
+
+FUZZ_SECONDS ?= 60
+FUZZ_ARGS ?=
+
+## fuzz: atheris fuzzing of the graph loader and the image reader, FUZZ_SECONDS each (corpora and crashes in /tmp/focusgraph-fuzz)
+fuzz: setup
+	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
+	$(BIN)/python tests/fuzz/fuzz_graph_loader.py $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+	$(BIN)/python tests/fuzz/fuzz_image_reader.py $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1

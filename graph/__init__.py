@@ -26,6 +26,7 @@ _EXPORTS = {
     "NodeExecutionError": "errors",
     "PluginError": "errors",
     "Problem": "errors",
+    "FilePath": "node",
     "FrameContext": "node",
     "Link": "node",
     "Node": "node",
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
         Problem,
     )
     from focusgraph.graph.node import (
+        FilePath,
         FrameContext,
         Link,
         Node,
@@ -81,6 +83,7 @@ __all__ = [
     "CompiledGraph",
     "EncodeError",
     "Evaluator",
+    "FilePath",
     "FocusgraphError",
     "FrameContext",
     "GraphDocument",

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from focusgraph.graph.models import ModelSpec
 
@@ -80,6 +80,20 @@ def animatable(*, ge: float | None = None, le: float | None = None, gt: float | 
     """
     number = Annotated[float, Field(ge=ge, le=le, gt=gt)]
     return number | Link
+
+
+def _usable_path(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    try:
+        Path(value).expanduser()
+    except RuntimeError as exc:  # `~name` of a user who does not exist
+        raise ValueError(f"cannot expand {value!r}: {exc}") from None
+    return value
+
+
+FilePath = Annotated[str, Field(min_length=1), AfterValidator(_usable_path)]
+"""Type of a file-path parameter: non-empty, no NUL byte, and ``~``/``~user`` must expand."""
 
 
 class NodeParams(BaseModel):

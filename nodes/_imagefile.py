@@ -21,7 +21,7 @@ Decoding rules
 
 Public functions
 ----------------
-:func:`read_rgb`, :func:`read_gray`, :func:`probe_size`, :func:`fit_cover` and
+:func:`read_rgb`, :func:`read_gray`, :func:`fit_cover` and
 :func:`to_rgb8` (the same conversion to 8-bit RGB for an array already in memory).
 """
 
@@ -449,29 +449,6 @@ def read_gray(
     weights = np.array([0.299, 0.587, 0.114], dtype=np.float32) * scale
     luma = color.astype(np.float32) @ weights
     return np.clip(luma, 0.0, 1.0).astype(np.float32)
-
-
-def probe_size(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """Return the upright ``(width, height)`` of an image from its header, without decoding.
-
-    This does not prove the file is complete; :func:`read_rgb` does.
-
-    Raises
-    ------
-    InputImageError
-        The file is missing, unreadable, empty, not an image or too large.
-    """
-    file = Path(path).expanduser()
-    _check_file(file)
-    try:
-        stream = _open_binary(file)
-    except OSError as exc:
-        raise _fail(file, f"cannot be read ({exc.strerror or exc}); check the file") from None
-    with stream, _open_image(file, stream, max_pixels) as image:
-        width, height = image.size
-        if _orientation(file, image) in (5, 6, 7, 8):
-            return height, width
-        return width, height
 
 
 def fit_cover(array: NDArray[_ArrayT], size: tuple[int, int]) -> NDArray[_ArrayT]:

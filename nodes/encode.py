@@ -46,6 +46,7 @@ from pydantic import Field
 
 from focusgraph.graph.errors import EncodeError
 from focusgraph.graph.node import (
+    FilePath,
     FrameContext,
     NodeParams,
     OutputNode,
@@ -102,8 +103,7 @@ class Encode(OutputNode):
     )
 
     class Params(NodeParams):
-        path: str = Field(
-            min_length=1,
+        path: FilePath = Field(
             description=(
                 "Output file. The extension picks the format when format is auto "
                 "(.mp4/.m4v video, .png/.jpg/.jpeg still). Its directory must exist."

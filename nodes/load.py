@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from focusgraph.graph.errors import InputImageError
-from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType
+from focusgraph.graph.node import FilePath, FrameContext, Node, NodeParams, Port, PortType
 from focusgraph.nodes._imagefile import DEFAULT_MAX_PIXELS, fit_cover, read_rgb
 
 
@@ -33,8 +33,7 @@ class Load(Node):
     )
 
     class Params(NodeParams):
-        path: str = Field(
-            min_length=1,
+        path: FilePath = Field(
             description=(
                 "Photo to read: JPEG, PNG, WebP, TIFF or any other format Pillow reads "
                 "(first frame of animated files). EXIF orientation is applied."

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 
 from focusgraph.graph import models
 from focusgraph.graph.models import ModelSpec
-from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType
+from focusgraph.graph.node import FilePath, FrameContext, Node, NodeParams, Port, PortType
 from focusgraph.nodes import _segmentation as seg
 from focusgraph.nodes._imagefile import read_gray
 
@@ -64,13 +64,12 @@ class Segment(Node):
             ),
             min_length=1,
         )
-        mask: str | None = Field(
+        mask: FilePath | None = Field(
             default=None,
             description=(
                 "Path of a mask image to use instead of any model: its alpha channel if it has "
                 "transparency, else its luminance (white = subject); resized to the photo."
             ),
-            min_length=1,
         )
         hint: list[float] | None = Field(
             default=None,

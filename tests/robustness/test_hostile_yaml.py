@@ -201,3 +201,16 @@ def test_07_dates_are_read_as_text(workspace: Workspace, cli: Callable[..., Outc
     graph.write_text(CLIP_GRAPH.replace("name: clip", "name: 2001-13-01"))  # not a date: month 13
     outcome = cli("validate", graph)
     assert outcome.code == 0, outcome.err
+
+
+@pytest.mark.parametrize(
+    ("photo", "message"),
+    [("~nobody-here-at-all/photo.png", "cannot expand"), ("photo\0.png", "cannot contain a NUL")],
+    ids=["unknown-user", "nul-byte"],
+)
+def test_06_unusable_paths_are_graph_errors(
+    workspace: Workspace, refuses: Refuses, photo: str, message: str
+) -> None:
+    """Fuzzing found both crashing the compiler (expanduser, resolve) instead of being reported."""
+    outcome, _ = refuses("render", workspace.clip_graph, "-i", photo, "-o", workspace.outputs / "c.mp4")
+    outcome.refused("graph", "node photo.params.path", message)
