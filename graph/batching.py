@@ -8,7 +8,7 @@ its segmentation models once and keeps them for every later photo it gets. Only 
 A manifest in the output folder (``.focusgraph-batch.json``) records, per output, the
 photo's sha256, the graph's sha256 (document, bound values and overrides) and the result.
 A later run skips an output whose photo and graph are unchanged and whose file is still
-the one recorded, so re-running after an interruption or a crash does only what is
+the one recorded (same size and sha256), so re-running after an interruption or a crash does only what is
 missing. ``report.json`` describes the last run.
 """
 
@@ -90,6 +90,7 @@ class PhotoResult:
     input_sha256: str | None = None
     graph_sha256: str | None = None
     output_size: int | None = None
+    output_sha256: str | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -266,6 +267,7 @@ def render_photo(task: PhotoTask) -> PhotoResult:
         render(graph, overwrite=task.overwrite)
         result.status = "done"
         result.output_size = Path(task.output).stat().st_size
+        result.output_sha256 = file_sha256(Path(task.output))
     except FocusgraphError as exc:
         result.error = str(exc)
         result.exit_code = exc.exit_code
@@ -304,15 +306,14 @@ class Manifest:
         entry = self.entries.get(output.name)
         if not entry or entry.get("status") != "done":
             return False
-        try:
-            size = output.stat().st_size
+        if entry.get("input_sha256") != input_sha256 or entry.get("graph_sha256") != graph_sha256:
+            return False
+        try:  # the size first: the file is hashed only when it may be unchanged
+            if output.stat().st_size != entry.get("output_size"):
+                return False
+            return file_sha256(output) == entry.get("output_sha256")
         except OSError:
             return False
-        return (
-            entry.get("input_sha256") == input_sha256
-            and entry.get("graph_sha256") == graph_sha256
-            and entry.get("output_size") == size
-        )
 
     def owns(self, output: Path) -> bool:
         """True if an earlier run of a batch wrote ``output`` (so it may be replaced)."""

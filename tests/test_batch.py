@@ -99,10 +99,17 @@ def test_an_edited_or_replaced_output_is_rendered_again(tmp_path: Path) -> None:
     out.mkdir()
     command = ["batch", "rack-focus", photo, "--out", out, "--jobs", "1", "--set", "duration=0.2", "-q"]
     assert run(*command).returncode == 0
-    (out / "photo-0.mp4").write_bytes(b"truncated by a crash")
-    assert run(*command).returncode == 0
-    assert read_report(out)["totals"]["done"] == 1
-    assert probe(out / "photo-0.mp4")["codec"] == "h264"
+    clip = out / "photo-0.mp4"
+    for damage in ("same size, one byte changed", "truncated"):
+        data = bytearray(clip.read_bytes())
+        if damage == "truncated":
+            data = data[: len(data) // 2]
+        else:
+            data[len(data) // 2] ^= 0xFF
+        clip.write_bytes(bytes(data))
+        assert run(*command).returncode == 0
+        assert read_report(out)["totals"]["done"] == 1, damage
+        assert probe(clip)["codec"] == "h264"
 
 
 def test_outputs_not_made_by_the_batch_are_kept_unless_overwrite(tmp_path: Path) -> None:
