@@ -336,6 +336,16 @@ def _common_options(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress output")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``focusgraph`` command."""
     parser = argparse.ArgumentParser(
@@ -390,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output file name: {stem}, {name}, {index} (default %(default)s)",
     )
     batch_parser.add_argument(
-        "--jobs", type=int, default=None, help="worker processes (default: one per core)"
+        "--jobs", type=_positive_int, default=None, help="worker processes (default: one per core)"
     )
     batch_parser.add_argument(
         "--overwrite", action="store_true", help="replace outputs in DIR that this batch did not make"
