@@ -17,8 +17,14 @@ def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_bytes(samples: np.ndarray, color_type: int, *, exif: bytes | None = None) -> bytes:
-    """Encode ``samples`` (H, W[, C], uint8 or uint16) as a PNG by hand, any colour type."""
+def png_bytes(
+    samples: np.ndarray, color_type: int, *, exif: bytes | None = None, after_idat: bytes = b""
+) -> bytes:
+    """Encode ``samples`` (H, W[, C], uint8 or uint16) as a PNG by hand, any colour type.
+
+    ``exif`` (raw, see :func:`exif_orientation`) goes into an eXIf chunk before IDAT;
+    ``after_idat`` is whole chunks (see :func:`chunk`) to put between IDAT and IEND.
+    """
     height, width = samples.shape[:2]
     depth = 16 if samples.dtype == np.uint16 else 8
     raw = samples.astype(">u2" if depth == 16 else np.uint8).reshape(height, -1).tobytes()
@@ -28,7 +34,7 @@ def png_bytes(samples: np.ndarray, color_type: int, *, exif: bytes | None = None
     chunks = chunk(b"IHDR", ihdr)
     if exif is not None:
         chunks += chunk(b"eXIf", exif)
-    chunks += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    chunks += chunk(b"IDAT", zlib.compress(rows)) + after_idat + chunk(b"IEND", b"")
     return PNG_SIGNATURE + chunks
 
 

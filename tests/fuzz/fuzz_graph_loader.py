@@ -31,13 +31,12 @@ import datetime
 import functools
 import math
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from importlib import resources
-from pathlib import Path
 from typing import Any, TypeVar
+
+from harness import allowed, check_time, fuzz
 
 TIME_BUDGET = 5.0
 """Seconds one input may take (soft limit, checked afterwards; libFuzzer's -timeout is the hard one)."""
@@ -45,15 +44,10 @@ TIME_BUDGET = 5.0
 STRUCTURED = b"\x00"
 """First byte of an input that is a structured-mutation recipe rather than YAML text."""
 
-WORK_DIR = Path(tempfile.gettempdir()) / "focusgraph-fuzz"
+MAX_LEN = 16384
+"""Default libFuzzer ``-max_len``, in bytes."""
 
 _T = TypeVar("_T")
-
-_ALLOWED: list[tuple[str, str]] = []  # extra (exception class name, message part), from --allow
-
-
-class SlowInputError(Exception):
-    """An input took longer than :data:`TIME_BUDGET` seconds."""
 
 
 class _Choices:
@@ -302,13 +296,6 @@ def _structured(c: _Choices) -> tuple[str | None, list[str]]:
     return _dump(tree, c), sets
 
 
-def _allowed(exc: BaseException) -> bool:
-    """Whether an ``--allow NAME:TEXT`` covers ``exc`` (TEXT in its message or innermost file:function)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{Path(frames[-1].filename).name}:{frames[-1].name}" if frames else ""
-    return any(type(exc).__name__ == name and (text in str(exc) or text in where) for name, text in _ALLOWED)
-
-
 def check(data: bytes) -> None:
     """Load and compile one fuzz input; raise if focusgraph fails other than by design.
 
@@ -316,7 +303,7 @@ def check(data: bytes) -> None:
     ------
     Exception
         Anything but :class:`GraphValidationError` / :class:`PluginError` (those are
-        caught and rendered to text here), or :class:`SlowInputError`.
+        caught and rendered to text here), or :class:`harness.SlowInputError`.
     """
     # Imported here, not at the top, so that main() can instrument them first.
     from focusgraph.graph.cli import _stand_ins, parse_bindings
@@ -344,11 +331,9 @@ def check(data: bytes) -> None:
         except (GraphValidationError, PluginError) as exc:
             str(exc)  # the CLI prints it: formatting must not fail either
     except Exception as exc:
-        if not _allowed(exc):
+        if not allowed(exc):
             raise
-    elapsed = time.perf_counter() - started
-    if elapsed > TIME_BUDGET:
-        raise SlowInputError(f"one input took {elapsed:.1f} s (budget {TIME_BUDGET} s)")
+    check_time(started, TIME_BUDGET)
 
 
 def seed_inputs() -> dict[str, bytes]:
@@ -379,69 +364,34 @@ def seed_inputs() -> dict[str, bytes]:
     return out
 
 
-def make_corpus(directory: Path) -> int:
-    """Write :func:`seed_inputs` into ``directory``; returns how many files were written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    seeds = seed_inputs()
-    for name, data in seeds.items():
-        (directory / f"seed-{name}").write_bytes(data)
-    return len(seeds)
+def _load() -> None:
+    """Import what is fuzzed (inside atheris's instrumentation)."""
+    import yaml  # noqa: F401
 
+    from focusgraph.graph import cli, document  # noqa: F401
+    from focusgraph.graph.registry import default_registry
 
-def _dict_entry(token: str) -> str:
-    """``token`` as a libFuzzer dictionary line: a quoted string with ``\\xNN`` escapes."""
-    data = token.encode()
-    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\x{b:02x}" for b in data) + '"'
-
-
-def _libfuzzer_args(argv: list[str], name: str) -> tuple[list[str], Path]:
-    """Take out our options and add our defaults; returns libFuzzer's argv and the corpus dir."""
-    args: list[str] = []
-    rest = iter(argv[1:])
-    for arg in rest:
-        if arg == "--make-corpus":
-            directory = Path(next(rest))
-            print(f"wrote {make_corpus(directory)} seeds to {directory}")
-            raise SystemExit(0)
-        if arg == "--allow":
-            kind, _, text = next(rest).partition(":")
-            _ALLOWED.append((kind, text))
-        else:
-            args.append(arg)
-    dirs = [Path(arg) for arg in args if not arg.startswith("-")]
-    if not dirs:
-        dirs = [WORK_DIR / f"{name}-corpus"]
-        args.append(str(dirs[0]))
-    flags = {arg.split("=", 1)[0] for arg in args if arg.startswith("-")}
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
-    dictionary = WORK_DIR / f"{name}.dict"
-    dictionary.write_text("".join(f"{_dict_entry(token)}\n" for token in _TOKENS), encoding="ascii")
-    defaults = {"-timeout": "30", "-max_len": "16384", "-artifact_prefix": f"{WORK_DIR / name}-"}
-    defaults["-dict"] = str(dictionary)
-    return [argv[0], *(f"{k}={v}" for k, v in defaults.items() if k not in flags), *args], dirs[0]
+    default_registry()  # imports every node module inside the instrumentation
 
 
 def main() -> None:
     """Run the fuzzer with libFuzzer's command line (see the module docstring)."""
-    import atheris
-
-    args, corpus = _libfuzzer_args(sys.argv, "graph")
     # Not instrumented: the harness's own YAML writing (not what is fuzzed) and PyYAML's
     # character-level reader/scanner/parser, whose per-character branches made every run
     # ~8x slower while the findings are in what is built from the events (composer onwards).
     skip = ["yaml.emitter", "yaml.serializer", "yaml.representer", "yaml.dumper", "yaml.reader"]
     skip += ["yaml.scanner", "yaml.parser"]
-    with atheris.instrument_imports(include=["focusgraph", "yaml"], exclude=skip):
-        import yaml  # noqa: F401
-
-        from focusgraph.graph import cli, document  # noqa: F401
-        from focusgraph.graph.registry import default_registry
-
-        default_registry()  # imports every node module inside the instrumentation
-    if not corpus.exists() or not any(corpus.iterdir()):
-        make_corpus(corpus)  # after instrumenting: seeding imports the libraries
-    atheris.Setup(args, check)
-    atheris.Fuzz()
+    fuzz(
+        sys.argv,
+        "graph",
+        check,
+        seed_inputs,
+        load=_load,
+        include=["focusgraph", "yaml"],
+        exclude=skip,
+        max_len=MAX_LEN,
+        dictionary_tokens=_TOKENS,
+    )
 
 
 if __name__ == "__main__":

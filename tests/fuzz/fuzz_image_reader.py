@@ -30,34 +30,32 @@ import atexit
 import io
 import os
 import shutil
-import struct
 import sys
-import tempfile
 import time
-import traceback
 import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness import WORK_DIR, allowed, check_time, fuzz
+
+# As a script only tests/fuzz is on sys.path; seed_inputs() imports imagefiles from tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 MAX_PIXELS = 4_000_000
 TIME_BUDGET = 5.0
 """Seconds one input may take (soft limit, checked afterwards; libFuzzer's -timeout is the hard one)."""
 
-WORK_DIR = Path(tempfile.gettempdir()) / "focusgraph-fuzz"
+MAX_LEN = 32768
+"""Default libFuzzer ``-max_len``, in bytes."""
 
 SUFFIXES = (".jpg", ".png", ".jpeg", ".webp", ".tif", ".gif", ".bmp", ".PNG", "")
 ALPHA_RULES = ("white", "black", "ignore")
 
 _T = TypeVar("_T")
 
-_ALLOWED: list[tuple[str, str]] = []  # extra (exception class name, message part), from --allow
 _scratch_dir: Path | None = None
-
-
-class SlowInputError(Exception):
-    """An input took longer than :data:`TIME_BUDGET` seconds."""
 
 
 class ContractError(AssertionError):
@@ -92,17 +90,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _allowed(exc: BaseException) -> bool:
-    """Whether an ``--allow NAME:TEXT`` covers ``exc`` (TEXT in its message or innermost file:function)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{Path(frames[-1].filename).name}:{frames[-1].name}" if frames else ""
-    return any(type(exc).__name__ == name and (text in str(exc) or text in where) for name, text in _ALLOWED)
-
-
 def _expect(condition: bool, message: str) -> None:
     if not condition:
         error = ContractError(message)
-        if not _allowed(error):
+        if not allowed(error):
             raise error
 
 
@@ -113,7 +104,7 @@ def check(data: bytes) -> None:
     ------
     Exception
         Anything but :class:`InputImageError`, a :class:`ContractError` or a
-        :class:`SlowInputError`.
+        :class:`harness.SlowInputError`.
     """
     # Imported here, not at the top, so that main() can instrument them first.
     import numpy as np
@@ -134,7 +125,7 @@ def check(data: bytes) -> None:
             str(exc)  # the CLI prints it
             return None
         except Exception as exc:
-            if _allowed(exc):
+            if allowed(exc):
                 return None
             raise
 
@@ -143,9 +134,7 @@ def check(data: bytes) -> None:
         warnings.simplefilter("ignore")  # Pillow warns about every oddity of a damaged file
         rgb = attempt(lambda: read_rgb(path, max_pixels=MAX_PIXELS, alpha=rule))
         gray = attempt(lambda: read_gray(path, max_pixels=MAX_PIXELS, prefer_alpha=prefer_alpha))
-    elapsed = time.perf_counter() - started
-    if elapsed > TIME_BUDGET:
-        raise SlowInputError(f"one input took {elapsed:.1f} s (budget {TIME_BUDGET} s)")
+    check_time(started, TIME_BUDGET)
 
     _expect((rgb is None) == (gray is None), f"read_rgb gave {rgb is not None}, read_gray {gray is not None}")
     if rgb is None or gray is None:
@@ -160,51 +149,11 @@ def check(data: bytes) -> None:
     _expect(0.0 <= lo <= hi <= 1.0, f"read_gray gave values in [{lo}, {hi}]")  # also false for NaN
 
 
-def _header(path: Path) -> str:
-    """`` (FORMAT orientation N)`` of the file, to tell findings apart."""
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(path) as image:
-                return f" ({image.format} orientation {image.getexif().get(0x0112, 1)})"
-        except Exception:
-            return ""
-
-
-# Seed corpus ---------------------------------------------------------------------------
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _png(samples: Any, color_type: int, *, before: bytes = b"", after: bytes = b"") -> bytes:
-    """A PNG written by hand (any colour type, 8 or 16 bit), with extra chunks around IDAT."""
-    import numpy as np
-
-    height, width = samples.shape[:2]
-    depth = 16 if samples.dtype == np.uint16 else 8
-    rows = samples.astype(">u2" if depth == 16 else np.uint8).reshape(height, -1)
-    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
-    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
-    body = _png_chunk(b"IDAT", zlib.compress(raw)) + after + _png_chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + header + before + body
-
-
-def _exif(orientation: int) -> Any:
-    from PIL import Image
-
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    return exif
-
-
 def seed_inputs() -> dict[str, bytes]:
     """Small valid image files of many formats and modes, keyed by file name."""
     import cv2
     import numpy as np
+    from imagefiles import chunk, exif_orientation, png_bytes
     from PIL import Image
 
     y, x = np.mgrid[0:7, 0:13]  # 13x7: a transposed result cannot pass for the original
@@ -216,8 +165,10 @@ def seed_inputs() -> dict[str, bytes]:
     rgba = Image.fromarray(np.dstack([rgb, alpha]))
     gray = image.convert("L")
     palette = image.quantize(8)
-    raw_exif = _exif(6).tobytes()
-    raw_exif = raw_exif[6:] if raw_exif.startswith(b"Exif\x00\x00") else raw_exif
+    raw_exif = exif_orientation(6)
+
+    def exif(orientation: int) -> bytes:  # as Pillow's save(exif=...) takes it: with its APP1 header
+        return b"Exif\x00\x00" + exif_orientation(orientation)
 
     def pillow(img: Any, fmt: str, **options: Any) -> Callable[[], bytes]:
         def build() -> bytes:
@@ -251,18 +202,18 @@ def seed_inputs() -> dict[str, bytes]:
         "gray16.png": pillow(Image.fromarray(deep[:, :, 0]), "PNG"),
         "rgb16.png": opencv(".png", deep[:, :, ::-1]),
         "rgba16.png": opencv(".png", np.dstack([deep[:, :, ::-1], deep_alpha])),
-        "la16.png": lambda: _png(np.dstack([deep[:, :, 0], deep_alpha]), 4),
-        "rgb16-exif6.png": lambda: _png(deep, 2, before=_png_chunk(b"eXIf", raw_exif)),
-        "rgb-exif6-after-idat.png": lambda: _png(rgb, 2, after=_png_chunk(b"eXIf", raw_exif)),
-        "rgb-exif8.png": pillow(image, "PNG", exif=_exif(8)),
+        "la16.png": lambda: png_bytes(np.dstack([deep[:, :, 0], deep_alpha]), 4),
+        "rgb16-exif6.png": lambda: png_bytes(deep, 2, exif=raw_exif),
+        "rgb-exif6-after-idat.png": lambda: png_bytes(rgb, 2, after_idat=chunk(b"eXIf", raw_exif)),
+        "rgb-exif8.png": pillow(image, "PNG", exif=exif(8)),
         "rgb.jpg": pillow(image, "JPEG", quality=90),
         "gray.jpg": pillow(gray, "JPEG"),
         "cmyk.jpg": pillow(image.convert("CMYK"), "JPEG"),
         "progressive.jpg": pillow(image, "JPEG", progressive=True, subsampling=2),
-        **{f"exif{o}.jpg": pillow(image, "JPEG", exif=_exif(o)) for o in (2, 3, 5, 6, 7, 8)},
+        **{f"exif{o}.jpg": pillow(image, "JPEG", exif=exif(o)) for o in (2, 3, 5, 6, 7, 8)},
         "lossy.webp": pillow(image, "WEBP", quality=80),
         "lossless-rgba.webp": pillow(rgba, "WEBP", lossless=True),
-        "exif6.webp": pillow(image, "WEBP", exif=_exif(6)),
+        "exif6.webp": pillow(image, "WEBP", exif=exif(6)),
         "animated.webp": pillow(frames[0], "WEBP", save_all=True, append_images=frames[1:]),
         "rgb.tif": pillow(image, "TIFF"),
         "lzw.tif": pillow(image, "TIFF", compression="tiff_lzw"),
@@ -303,54 +254,18 @@ def seed_inputs() -> dict[str, bytes]:
     return seeds
 
 
-def make_corpus(directory: Path) -> int:
-    """Write :func:`seed_inputs` into ``directory``; returns how many files were written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    seeds = seed_inputs()
-    for name, data in seeds.items():
-        (directory / f"seed-{name}").write_bytes(data)
-    return len(seeds)
+def _load() -> None:
+    """Import what is fuzzed (inside atheris's instrumentation)."""
+    from PIL import Image
 
+    from focusgraph.nodes import _imagefile  # noqa: F401
 
-def _libfuzzer_args(argv: list[str], name: str) -> tuple[list[str], Path]:
-    """Take out our options and add our defaults; returns libFuzzer's argv and the corpus dir."""
-    args: list[str] = []
-    rest = iter(argv[1:])
-    for arg in rest:
-        if arg == "--make-corpus":
-            directory = Path(next(rest))
-            print(f"wrote {make_corpus(directory)} seeds to {directory}")
-            raise SystemExit(0)
-        if arg == "--allow":
-            kind, _, text = next(rest).partition(":")
-            _ALLOWED.append((kind, text))
-        else:
-            args.append(arg)
-    dirs = [Path(arg) for arg in args if not arg.startswith("-")]
-    if not dirs:
-        dirs = [WORK_DIR / f"{name}-corpus"]
-        args.append(str(dirs[0]))
-    flags = {arg.split("=", 1)[0] for arg in args if arg.startswith("-")}
-    defaults = {"-timeout": "30", "-max_len": "32768", "-artifact_prefix": f"{WORK_DIR / name}-"}
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
-    return [argv[0], *(f"{k}={v}" for k, v in defaults.items() if k not in flags), *args], dirs[0]
+    Image.init()  # imports every format plugin inside the instrumentation
 
 
 def main() -> None:
     """Run the fuzzer with libFuzzer's command line (see the module docstring)."""
-    import atheris
-
-    args, corpus = _libfuzzer_args(sys.argv, "image")
-    with atheris.instrument_imports(include=["focusgraph", "PIL"]):
-        from PIL import Image
-
-        from focusgraph.nodes import _imagefile  # noqa: F401
-
-        Image.init()  # imports every format plugin inside the instrumentation
-    if not corpus.exists() or not any(corpus.iterdir()):
-        make_corpus(corpus)  # after instrumenting: seeding imports the libraries
-    atheris.Setup(args, check)
-    atheris.Fuzz()
+    fuzz(sys.argv, "image", check, seed_inputs, load=_load, include=["focusgraph", "PIL"], max_len=MAX_LEN)
 
 
 if __name__ == "__main__":
