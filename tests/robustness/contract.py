@@ -49,6 +49,18 @@ nodes:
   clip: {type: encode, inputs: {image: textured}, params: {path: $output}}
 """
 
+# Defines peak_mb() in a child interpreter: its peak resident memory in MB. VmHWM covers this
+# program only; getrusage's ru_maxrss also keeps the high-water mark of the process that forked
+# it (Linux carries it across exec), here the much larger pytest process.
+PEAK_MB_SOURCE = """
+def peak_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+"""
+
 PREVIOUS_OUTPUT = b"a previous render that must survive byte for byte\n"
 EXIT = {"node": 1, "graph": 2, "image": 3, "model": 4, "output": 5, "interrupted": 130}
 

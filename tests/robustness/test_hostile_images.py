@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from contract import Outcome, Workspace
+from contract import PEAK_MB_SOURCE, Outcome, Workspace
 from imagefiles import PNG_SIGNATURE, chunk, exif_orientation, png_bytes, small_png, with_ihdr_size
 from PIL import Image
 from videoprobe import probe, read_frames
@@ -100,13 +100,16 @@ def _valid_png_of_size(path: Path, width: int, height: int) -> Path:
     return path
 
 
-_PEAK_RSS = """
-import resource, sys
+_PEAK_RSS = (
+    PEAK_MB_SOURCE
+    + """
+import sys
 from focusgraph.graph.cli import main
 code = main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print(peak_mb())
 sys.exit(code)
 """
+)
 
 
 @pytest.mark.parametrize("size", [(20000, 20000), (12000, 12000)], ids=["forged-header", "valid-12000"])

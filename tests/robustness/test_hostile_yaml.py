@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from contract import CLIP_GRAPH, Outcome, Workspace
+from contract import CLIP_GRAPH, PEAK_MB_SOURCE, Outcome, Workspace
 
 Refuses = Callable[..., tuple[Outcome, dict[str, str]]]
 
@@ -88,18 +88,20 @@ ALIAS_BOMB = "\n".join(f"{level[1]}: {level}" for level in _bomb_levels())  # 9*
 FLOW_BOMB = f"[{', '.join(_bomb_levels())}]"
 
 
-_MEASURED = """
-import resource, sys, time
+_MEASURED = (
+    PEAK_MB_SOURCE
+    + """
+import sys, time
 from focusgraph.graph.cli import main
 main(["validate", sys.argv[1]])  # a valid graph first: imports and registry are not the input's cost
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+baseline = peak_mb()
 start = time.perf_counter()
 code = main(sys.argv[2:])
 seconds = time.perf_counter() - start
-grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) // 1024
-print(f"{seconds:.3f} {grown}")
+print(f"{seconds:.3f} {peak_mb() - baseline}")
 sys.exit(code)
 """
+)
 
 
 def _measured(workspace: Workspace, *args: str | Path) -> tuple[Outcome, float, int]:
