@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT := out
 TYPECHECK := build/typecheck/focusgraph
 
-.PHONY: setup models demo lint test clean bench-memory bench-quality bench-soak bench-batch fuzz
+.PHONY: setup models demo lint test clean bench bench-memory bench-quality bench-soak bench-batch fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,3 +66,7 @@ fuzz: setup
 	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
 	$(BIN)/python tests/fuzz/fuzz_graph_loader.py $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
 	$(BIN)/python tests/fuzz/fuzz_image_reader.py $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+
+## bench: rack-focus render time vs the encode-only floor and an ffmpeg-only peer, 1080p and 4K (benchmarks/out/render.md)
+bench: models
+	$(BIN)/python benchmarks/render.py
