@@ -19,14 +19,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 from PIL import Image
+from treememory import TreeMemory
 
 from focusgraph.nodes._imagefile import fit_cover, read_rgb
 
@@ -53,34 +52,6 @@ def make_photos(folder: Path, count: int) -> list[Path]:
         )
         paths.append(path)
     return paths
-
-
-class TreeMemory(threading.Thread):
-    """Samples the resident memory of a process and all its descendants."""
-
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
-        super().__init__(daemon=True)
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.peak_total = 0
-        self.peak_single = 0
-        self.finished = threading.Event()
-
-    def run(self) -> None:
-        while not self.finished.is_set():
-            total = 0
-            try:
-                for process in [self.root, *self.root.children(recursive=True)]:
-                    try:
-                        rss = process.memory_info().rss
-                    except psutil.Error:
-                        continue
-                    total += rss
-                    self.peak_single = max(self.peak_single, rss)
-            except psutil.Error:
-                break
-            self.peak_total = max(self.peak_total, total)
-            time.sleep(self.interval)
 
 
 def run_batch(photos: list[Path], jobs: int, duration: float, out: Path) -> dict[str, Any]:

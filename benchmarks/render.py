@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from typing import Any
 import cv2
 import imageio_ffmpeg
 import numpy as np
-import psutil
+from treememory import TreeMemory
 
 from focusgraph.graph import Evaluator
 from focusgraph.graph.compile import load_graph
@@ -90,30 +89,6 @@ def make_inputs(folder: Path, size_names: list[str]) -> list[tuple[str, Path]]:
     return inputs
 
 
-class TreeMemory(threading.Thread):
-    """Samples the summed RSS of a process and its descendants every 0.1 s."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.root = psutil.Process(pid)
-        self.peak = 0
-        self.finished = threading.Event()
-
-    def run(self) -> None:
-        while not self.finished.is_set():
-            total = 0
-            try:
-                for process in [self.root, *self.root.children(recursive=True)]:
-                    try:
-                        total += process.memory_info().rss
-                    except psutil.Error:
-                        continue
-            except psutil.Error:
-                break
-            self.peak = max(self.peak, total)
-            time.sleep(0.1)
-
-
 def timed(command: list[str]) -> tuple[float, float]:
     """Run ``command``; return (seconds, peak RSS of its process tree in MB)."""
     started = time.perf_counter()
@@ -126,7 +101,7 @@ def timed(command: list[str]) -> tuple[float, float]:
     memory.join()
     if process.returncode != 0:
         sys.exit(f"{command[0]} failed: {stderr.strip()[-500:]}")
-    return seconds, memory.peak / 2**20
+    return seconds, memory.peak_total / 2**20
 
 
 def capture(photo: Path, folder: Path) -> dict[str, Any]:
