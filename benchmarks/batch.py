@@ -19,13 +19,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from treememory import TreeMemory
+from treememory import run_measured
 
 from focusgraph.nodes._imagefile import fit_cover, read_rgb
 
@@ -58,25 +57,18 @@ def run_batch(photos: list[Path], jobs: int, duration: float, out: Path) -> dict
     """One timed ``focusgraph batch`` run; returns its measurements."""
     command = [FOCUSGRAPH, "-q", "batch", "rack-focus", *map(str, photos), "--out", str(out)]
     command += ["--jobs", str(jobs), "--set", f"duration={duration}"]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    memory = TreeMemory(process.pid)
-    memory.start()
-    _, stderr = process.communicate()
-    seconds = time.perf_counter() - started
-    memory.finished.set()
-    memory.join()
+    run = run_measured(command)
     report = json.loads((out / "report.json").read_text())
-    if process.returncode != 0 or report["totals"]["done"] != len(photos):
-        sys.exit(f"batch failed (exit {process.returncode}): {stderr.strip()}")
+    if run.returncode != 0 or report["totals"]["done"] != len(photos):
+        sys.exit(f"batch failed (exit {run.returncode}): {run.stderr.strip()}")
     per_photo = [entry["seconds"] for entry in report["photos"]]
     return {
         "jobs": jobs,
-        "seconds": round(seconds, 2),
-        "photos_per_minute": round(len(photos) * 60 / seconds, 2),
+        "seconds": round(run.seconds, 2),
+        "photos_per_minute": round(len(photos) * 60 / run.seconds, 2),
         "median_photo_seconds": round(statistics.median(per_photo), 2),
-        "peak_tree_rss_mb": round(memory.peak_total / 2**20),
-        "peak_process_rss_mb": round(memory.peak_single / 2**20),
+        "peak_tree_rss_mb": round(run.peak_total_mb),
+        "peak_process_rss_mb": round(run.peak_single_mb),
     }
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from typing import Any
 import cv2
 import imageio_ffmpeg
 import numpy as np
-from treememory import TreeMemory
+from treememory import run_measured
 
 from focusgraph.graph import Evaluator
 from focusgraph.graph.compile import load_graph
@@ -91,17 +90,10 @@ def make_inputs(folder: Path, size_names: list[str]) -> list[tuple[str, Path]]:
 
 def timed(command: list[str]) -> tuple[float, float]:
     """Run ``command``; return (seconds, peak RSS of its process tree in MB)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    memory = TreeMemory(process.pid)
-    memory.start()
-    _, stderr = process.communicate()
-    seconds = time.perf_counter() - started
-    memory.finished.set()
-    memory.join()
-    if process.returncode != 0:
-        sys.exit(f"{command[0]} failed: {stderr.strip()[-500:]}")
-    return seconds, memory.peak_total / 2**20
+    run = run_measured(command)
+    if run.returncode != 0:
+        sys.exit(f"{command[0]} failed: {run.stderr.strip()[-500:]}")
+    return run.seconds, run.peak_total_mb
 
 
 def capture(photo: Path, folder: Path) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 import psutil
 
@@ -34,3 +36,29 @@ class TreeMemory(threading.Thread):
                 break
             self.peak_total = max(self.peak_total, total)
             time.sleep(self.interval)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished command: wall time, exit status, stderr and the peak memory of its tree."""
+
+    seconds: float
+    returncode: int
+    stderr: str
+    peak_total_mb: float
+    peak_single_mb: float
+
+
+def run_measured(command: list[str]) -> Measured:
+    """Run ``command`` (stdout discarded) while sampling its process tree's memory."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    memory = TreeMemory(process.pid)
+    memory.start()
+    _, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    memory.finished.set()
+    memory.join()
+    return Measured(
+        seconds, process.returncode, stderr, memory.peak_total / 2**20, memory.peak_single / 2**20
+    )
