@@ -323,10 +323,9 @@ class Manifest:
         """Remember ``result`` and save the manifest atomically."""
         if result.status == "skipped":
             return
-        entry = asdict(result)
         if result.status == "failed" and self.owns(Path(result.output)):
             return  # the previous good output is still there and still recorded
-        self.entries[Path(result.output).name] = entry
+        self.entries[Path(result.output).name] = asdict(result)
         write_json_atomically(self.path, {"version": 1, "outputs": self.entries})
 
 
@@ -404,9 +403,7 @@ def _run_dask(tasks: list[PhotoTask], client: Any, on_result: ResultCallback) ->
         raise
 
 
-def dask_client(
-    scheduler: str | None, workers: int | None = None, option: str = "--scheduler"
-) -> tuple[Any, Any]:
+def dask_client(scheduler: str | None, workers: int | None = None) -> tuple[Any, Any]:
     """A Dask ``Client`` for the scheduler at ``scheduler``, or for a new local cluster.
 
     Parameters
@@ -414,8 +411,6 @@ def dask_client(
     scheduler : str or None
         Address such as ``tcp://host:8786``; ``None`` starts a ``distributed.LocalCluster``
         of ``workers`` processes (default: one per core) with one thread each.
-    option : str
-        The command-line option named in errors.
 
     Returns
     -------
@@ -427,6 +422,7 @@ def dask_client(
     GraphValidationError
         ``distributed`` is not installed, or the scheduler cannot be reached.
     """
+    option = "--scheduler" if scheduler else "--dask"
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -535,12 +531,11 @@ def batch(
             scheduler = f"local, {workers} worker process{'es' if workers > 1 else ''}"
             _run_local(tasks, workers, arrived)
     finally:
-        unfinished = [
-            PhotoResult(task.photo, task.output, "failed", error="interrupted", exit_code=130)
-            for task in tasks
-        ]
-        for result in unfinished:
-            results.setdefault(result.output, result)
+        for task in tasks:  # only after an interrupt or an error are some still missing
+            if task.output not in results:
+                results[task.output] = PhotoResult(
+                    task.photo, task.output, "failed", error="interrupted", exit_code=130
+                )
         ordered = [results[str(output)] for output in outputs]
         report = BatchReport(
             str(graph_path), str(folder), scheduler, ordered, time.perf_counter() - started, started_at

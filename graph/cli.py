@@ -186,10 +186,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         done += 1
         progress(done, len(photos))
 
-    option = "--scheduler" if args.scheduler else "--dask"
-    client, cluster = (
-        dask_client(args.scheduler, args.jobs, option) if args.scheduler or args.dask else (None, None)
-    )
+    client, cluster = dask_client(args.scheduler, args.jobs) if args.scheduler or args.dask else (None, None)
     try:
         progress(0, len(photos))
         report = batch(

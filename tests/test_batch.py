@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from processes import processes_mentioning
 from videoprobe import probe
 
 from focusgraph.graph import GraphValidationError, batch
@@ -146,20 +147,7 @@ def test_interrupt_keeps_finished_outputs_and_removes_partial_ones(tmp_path: Pat
     report = read_report(out)
     assert report["totals"]["failed"] == 3 and {p["error"] for p in report["photos"]} == {"interrupted"}
     time.sleep(0.5)
-    assert _processes_mentioning(str(out)) == []
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(cmdline)
-    return found
+    assert processes_mentioning(str(out)) == []
 
 
 def test_photo_sources_and_patterns(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from contract import PREVIOUS_OUTPUT, Outcome, Workspace, processes_mentioning, run_subprocess
+from contract import PREVIOUS_OUTPUT, Outcome, Workspace, run_subprocess
+from processes import processes_mentioning
 from videoprobe import probe
 
 Refuses = Callable[..., tuple[Outcome, dict[str, str]]]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from contract import CLIP_GRAPH, Workspace, processes_mentioning, run_subprocess
+from contract import CLIP_GRAPH, Workspace, run_subprocess
+from processes import processes_mentioning
 
 BROKEN_MODULE = 'raise RuntimeError("acme is half-installed")\n'
 
@@ -54,8 +55,11 @@ def plugins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"PYTHONPATH": str(site)}
 
 
-def _graph(workspace: Workspace, name: str, text: str) -> Path:
-    path = workspace.root / name
+def _graph_with(workspace: Workspace, node_id: str, node_type: str) -> Path:
+    """The clip graph with a ``node_type`` node between the grain and the encoder, written out."""
+    text = CLIP_GRAPH.replace("{image: textured}", f"{{image: {node_id}}}")
+    text += f"  {node_id}: {{type: {node_type}, inputs: {{image: textured}}}}\n"
+    path = workspace.root / f"{node_id}.yaml"
     path.write_text(text)
     return path
 
@@ -80,9 +84,7 @@ def test_13_broken_plugin_leaves_every_other_node_working(
 def test_13_graph_using_the_broken_plugin_names_it_and_its_error(
     workspace: Workspace, plugins: dict[str, str]
 ) -> None:
-    text = CLIP_GRAPH.replace("{image: textured}", "{image: framed}")
-    text += "  framed: {type: acme.vignette, inputs: {image: textured}}\n"
-    graph = _graph(workspace, "vignette.yaml", text)
+    graph = _graph_with(workspace, "framed", "acme.vignette")
     args = ["render", graph, "-i", workspace.photo(), "-o", workspace.outputs / "clip.mp4"]
     before = workspace.snapshot()
     outcome = run_subprocess(args, env=plugins)
@@ -100,9 +102,7 @@ def test_13_graph_using_the_broken_plugin_names_it_and_its_error(
 def test_14_node_raising_mid_render_is_named_with_type_and_frame(
     workspace: Workspace, plugins: dict[str, str]
 ) -> None:
-    text = CLIP_GRAPH.replace("{image: textured}", "{image: bang}")
-    text += "  bang: {type: acme.explode, inputs: {image: textured}}\n"
-    graph = _graph(workspace, "explode.yaml", text)
+    graph = _graph_with(workspace, "bang", "acme.explode")
     photo = workspace.photo()
     before = workspace.snapshot()
     outcome = run_subprocess(
