@@ -30,7 +30,7 @@ from focusgraph.graph.compile import CompiledGraph, compile_graph
 from focusgraph.graph.document import GraphDocument, load_document, parse_value
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, Problem
 from focusgraph.graph.node import Link, Node
-from focusgraph.graph.registry import Registry, build_registry
+from focusgraph.graph.registry import Registry, build_registry, is_builtin_origin
 from focusgraph.graph.scheduler import render
 from focusgraph.presets import preset_paths, resolve_graph
 
@@ -316,6 +316,35 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List every node type with the package that provides it, and plugins that failed to load."""
+    registry = _registry(args)
+    rows = [
+        (name, registry.origins[name], "built-in" if is_builtin_origin(registry.origins[name]) else "ok")
+        for name in registry.types
+    ]
+    rows.sort(key=lambda row: (row[2] != "built-in", row[0]))
+    rows += [(failure.name, failure.origin, f"failed: {failure.message}") for failure in registry.failures]
+    type_width = max(len("type"), *(len(row[0]) for row in rows))
+    package_width = max(len("package"), *(len(row[1]) for row in rows))
+    print(f"{'type':<{type_width}}  {'package':<{package_width}}  status")
+    for name, origin, status in rows:
+        print(f"{name:<{type_width}}  {origin:<{package_width}}  {status}")
+    if args.no_plugins:
+        print("(plugins disabled by --no-plugins)")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of graph documents with every loaded node type."""
+    import json
+
+    from focusgraph.graph.schema import graph_schema
+
+    print(json.dumps(graph_schema(_registry(args)), indent=2))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     classes = list(_registry(args).types.values())
     if args.action == "fetch":
@@ -415,6 +444,16 @@ def build_parser() -> argparse.ArgumentParser:
     nodes_parser.add_argument("type", nargs="?", help="one node type to document in full")
     nodes_parser.add_argument("-v", "--verbose", action="store_true", help="document every type in full")
     nodes_parser.set_defaults(func=cmd_nodes)
+
+    plugins_parser = commands.add_parser(
+        "plugins", parents=[common], help="list node types by package, and plugins that failed to load"
+    )
+    plugins_parser.set_defaults(func=cmd_plugins)
+
+    schema_parser = commands.add_parser(
+        "schema", parents=[common], help="print the JSON Schema of graph files (for YAML editors)"
+    )
+    schema_parser.set_defaults(func=cmd_schema)
 
     models_parser = commands.add_parser("models", parents=[common], help="list or fetch segmentation models")
     models_parser.add_argument("action", choices=["list", "fetch"])

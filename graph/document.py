@@ -1,4 +1,4 @@
-"""The YAML graph document (format version 1): loading, schema and input binding.
+"""The YAML graph document: loading, version migration, schema and input binding.
 
 A document looks like this (see ``presets/rack_focus.yaml`` for a full one)::
 
@@ -20,9 +20,10 @@ A parameter or timeline value written as ``$name`` is replaced by the graph inpu
 
 from __future__ import annotations
 
+import copy
 import math
 import re
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,74 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from focusgraph.graph.errors import GraphValidationError, Problem
 
 FORMAT_VERSION = 1
+"""The graph format version this focusgraph writes; older documents are migrated on load."""
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+MIGRATIONS: dict[int, Migration] = {}
+"""Upgrade steps by the version they upgrade from: ``MIGRATIONS[n]`` turns version n into n + 1."""
+
+
+def migration(from_version: int) -> Callable[[Migration], Migration]:
+    """Register a function that upgrades a raw document from ``from_version`` to the next version.
+
+    The function receives a deep copy of the parsed YAML mapping and returns the
+    upgraded mapping; the engine sets its ``version``. Bump :data:`FORMAT_VERSION`
+    in the same change.
+
+    Examples
+    --------
+    >>> @migration(1)  # doctest: +SKIP
+    ... def _rename_duration(doc):
+    ...     doc["timeline"]["length"] = doc["timeline"].pop("duration")
+    ...     return doc
+    """
+
+    def register(step: Migration) -> Migration:
+        if from_version in MIGRATIONS:
+            raise ValueError(f"a migration from graph format version {from_version} is already registered")
+        MIGRATIONS[from_version] = step
+        return step
+
+    return register
+
+
+def migrate(data: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Upgrade a parsed document to :data:`FORMAT_VERSION` through the registered migrations.
+
+    A document without an integer ``version`` is returned unchanged (validation
+    reports it).
+
+    Raises
+    ------
+    GraphValidationError
+        The document is newer than this focusgraph (upgrade focusgraph), older than
+        version 1, or no migration leads from its version.
+    """
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        return data
+    if version > FORMAT_VERSION:
+        message = (
+            f"graph format version {version} is newer than this focusgraph reads "
+            f"({FORMAT_VERSION}); upgrade focusgraph (pip install --upgrade focusgraph)"
+        )
+        raise GraphValidationError([Problem(None, "version", message)], source=source)
+    if version < 1:
+        raise GraphValidationError(
+            [Problem(None, "version", f"unknown graph format version {version}")], source=source
+        )
+    while version < FORMAT_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            message = f"no migration from graph format version {version} to {version + 1}"
+            raise GraphValidationError([Problem(None, "version", message)], source=source)
+        data = step(copy.deepcopy(data))
+        version += 1
+        data["version"] = version
+    return data
+
+
 _REFERENCE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 
 InputType = Literal["path", "string", "number", "integer", "boolean"]
@@ -81,7 +150,7 @@ class NodeSpec(_Strict):
 class GraphDocument(_Strict):
     """A whole graph document."""
 
-    version: int = Field(description="Format version; this focusgraph reads version 1.")
+    version: int = Field(description="Format version; older versions are migrated when loaded.")
     name: str = Field(description="Short name of the graph.")
     description: str = Field(default="", description="What the graph does.")
     inputs: dict[str, InputSpec] = Field(default_factory=dict, description="Graph parameters.")
@@ -304,6 +373,7 @@ def load_document(path_or_text: Path | str, *, source: str | None = None) -> Gra
         raise GraphValidationError(
             [Problem(None, None, "a graph document must be a YAML mapping")], source=source
         )
+    data = migrate(data, source)
     try:
         return GraphDocument.model_validate(data)
     except ValidationError as exc:

@@ -75,6 +75,11 @@ def _origin(entry_point: EntryPoint) -> str:
     return f"{dist.name} {dist.version}" if dist is not None else entry_point.value
 
 
+def is_builtin_origin(origin: str) -> bool:
+    """Whether a :attr:`Registry.origins` value names focusgraph itself."""
+    return origin.split(" ", 1)[0] == "focusgraph"
+
+
 def _is_builtin(entry_point: EntryPoint) -> bool:
     return entry_point.value.startswith("focusgraph.nodes.")
 
@@ -89,8 +94,9 @@ def build_registry(entry_points_: Iterable[EntryPoint] | None = None, *, plugins
     plugins : bool
         If false, only focusgraph's own nodes are loaded.
 
-    A plugin that fails to import is recorded in ``Registry.failures`` and does not
-    affect any other node; a built-in that fails to import is a bug and raises.
+    A plugin that fails to import (or declares no namespaced ``type_name``) is recorded
+    in ``Registry.failures`` and does not affect any other node; a built-in that fails
+    to import is a bug and raises.
     Two packages claiming one type name raise :class:`PluginError` naming both.
     """
     registry = Registry()
@@ -103,6 +109,10 @@ def build_registry(entry_points_: Iterable[EntryPoint] | None = None, *, plugins
             cls = ep.load()
             if not (isinstance(cls, type) and issubclass(cls, Node)):
                 raise TypeError(f"{ep.value} is not a focusgraph Node subclass")
+            if "." not in getattr(cls, "type_name", ""):
+                raise TypeError(
+                    f"type_name {getattr(cls, 'type_name', None)!r} must be namespaced ('acme.name')"
+                )
         except Exception as exc:
             if builtin:
                 raise
