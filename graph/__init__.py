@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 # Names are imported on first use (PEP 562), so that `focusgraph` starts, and installs
 # its Ctrl-C handling, before the heavier modules (networkx, pydantic) load.
 _EXPORTS = {
+    "Graph": "api",
+    "load": "api",
     "BatchReport": "batching",
     "PhotoResult": "batching",
     "batch": "batching",
@@ -43,6 +45,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from focusgraph.graph.api import Graph, load
     from focusgraph.graph.batching import BatchReport, PhotoResult, batch
     from focusgraph.graph.compile import CompiledGraph, compile_graph, load_graph
     from focusgraph.graph.document import GraphDocument, load_document
@@ -86,6 +89,7 @@ __all__ = [
     "FilePath",
     "FocusgraphError",
     "FrameContext",
+    "Graph",
     "GraphDocument",
     "GraphValidationError",
     "InputImageError",
@@ -105,6 +109,7 @@ __all__ = [
     "animatable",
     "batch",
     "compile_graph",
+    "load",
     "load_document",
     "load_graph",
     "render",

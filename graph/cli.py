@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from focusgraph.graph import models
+from focusgraph.graph.api import Graph, provision
 from focusgraph.graph.batching import (
     DEFAULT_PATTERN,
     BatchReport,
@@ -26,12 +27,11 @@ from focusgraph.graph.batching import (
     collect_photos,
     dask_client,
 )
-from focusgraph.graph.compile import CompiledGraph, compile_graph
-from focusgraph.graph.document import GraphDocument, load_document, parse_value
+from focusgraph.graph.document import load_document, parse_value
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, Problem
 from focusgraph.graph.node import Link, Node
+from focusgraph.graph.preview import contact_sheet, evaluate_frames, write_png
 from focusgraph.graph.registry import Registry, build_registry, is_builtin_origin
-from focusgraph.graph.scheduler import render
 from focusgraph.presets import preset_paths, resolve_graph
 
 EXIT_INTERRUPTED = 130
@@ -76,29 +76,16 @@ def _registry(args: argparse.Namespace) -> Registry:
     return build_registry(plugins=not args.no_plugins)
 
 
-def _stand_ins(doc: GraphDocument) -> dict[str, Any]:
-    """Values for required inputs, so a graph's structure can be checked without a photo."""
-    typed: dict[str, Any] = {"number": 0, "integer": 0, "boolean": False}
-    return {  # a distinct stand-in per path, so an image and an output never collide
-        name: spec.choices[0]
-        if spec.choices
-        else (spec.min if spec.min is not None else typed.get(spec.type, f"<{name}>"))
-        for name, spec in doc.inputs.items()
-        if spec.default is None
-    }
-
-
-def _compile(
-    args: argparse.Namespace,
-    values: dict[str, Any] | None = None,
-    overrides: Any = None,
-    *,
-    stand_ins: bool = False,
-) -> CompiledGraph:
+def _load(args: argparse.Namespace) -> Graph:
     path = resolve_graph(args.graph)
-    doc = load_document(path)
-    bound = {**(_stand_ins(doc) if stand_ins else {}), **(values or {})}
-    return compile_graph(doc, bound, overrides=overrides, registry=_registry(args), source=str(path))
+    return Graph(load_document(path), str(path), _registry(args))
+
+
+def _bindings(args: argparse.Namespace, *, output: bool = True) -> dict[str, Any]:
+    """``-i``, ``-o`` and ``--set`` as one bindings mapping (see :mod:`focusgraph.graph.api`)."""
+    values, overrides = parse_bindings(args.set, args.input, args.output if output else None)
+    flat = {f"{node}.{param}": value for node, params in overrides.items() for param, value in params.items()}
+    return {**values, **flat}
 
 
 class _Progress:
@@ -106,11 +93,13 @@ class _Progress:
 
     def __init__(self, quiet: bool, desc: str = "rendering", unit: str = "frame") -> None:
         self._bar: Any = None
+        self.total = 0
         self._quiet = quiet
         self._desc = desc
         self._unit = unit
 
     def __call__(self, done: int, total: int) -> None:
+        self.total = total
         if self._quiet:
             return
         if self._bar is None:
@@ -135,28 +124,41 @@ class _Progress:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    values, overrides = parse_bindings(args.set, args.input, args.output)
-    graph = _compile(args, values, overrides)
-    needed = [spec for node in graph.nodes.values() for spec in node.instance.required_models(node.params)]
-    models.ensure_all(needed, progress=_say(args))
+    graph = _load(args)
     progress = _Progress(args.quiet)
     started = time.perf_counter()
     try:
-        written = render(graph, overwrite=args.overwrite, progress=progress)
+        written = graph.render(
+            _bindings(args), overwrite=args.overwrite, progress=progress, on_message=_say(args)
+        )
     except BaseException:
         progress.close(keep=False)
         raise
     progress.close()
     elapsed = time.perf_counter() - started
-    frames = graph.timeline.frame_count
     if not args.quiet:
+        sizes = ", ".join(f"{path.name} {_file_size(path)}" for path in written)
+        frames = progress.total
         print(
-            f"rendered {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} frames/s)",
+            f"rendered {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} frames/s): {sizes}",
             file=sys.stderr,
         )
     for path in written:
         print(path)
     return 0
+
+
+def _file_size(path: Path) -> str:
+    """Human-readable size of a file, or of all files in a folder (a PNG sequence)."""
+    files = [item for item in path.rglob("*") if item.is_file()] if path.is_dir() else [path]
+    size = float(sum(item.stat().st_size for item in files))
+    if size < 1000:
+        return f"{size:.0f} bytes"
+    for unit in ("KB", "MB"):
+        size /= 1000
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1000:.1f} GB"
 
 
 def _summary(report: BatchReport) -> str:
@@ -223,13 +225,39 @@ def _say(args: argparse.Namespace) -> Any:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    values, overrides = parse_bindings(args.set, args.input, args.output)
-    graph = _compile(args, values, overrides, stand_ins=True)
+    graph = _load(args).compile(_bindings(args), placeholders=True)
     invariant = sum(node.invariant for node in graph.nodes.values())
     print(
         f"{graph.source}: ok — {len(graph.nodes)} nodes ({invariant} computed once), "
         f"{graph.timeline.frame_count} frames at {graph.timeline.fps:g} fps"
     )
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    graph = _load(args).compile(_bindings(args, output=False))
+    provision(graph, _say(args))
+    started = time.perf_counter()
+    if args.frame is not None:
+        frame = graph.timeline.frame_at(args.frame)
+        image = evaluate_frames(graph, [frame], None)[0]
+        what = f"frame {frame + 1}/{graph.timeline.frame_count} (t = {frame / graph.timeline.fps:.2f} s)"
+    else:
+        image = contact_sheet(graph, frames=args.frames, max_side=args.size, mask=args.mask)
+        what = f"{args.frames} frames and the mask"
+    written = write_png(image, Path(args.output), overwrite=args.overwrite)
+    if not args.quiet:
+        print(
+            f"previewed {what} in {time.perf_counter() - started:.1f} s: "
+            f"{image.shape[1]}x{image.shape[0]} px",
+            file=sys.stderr,
+        )
+    print(written)
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    print(_load(args).diagram(args.format, _bindings(args)), end="")
     return 0
 
 
@@ -386,10 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _common_options(common, argparse.SUPPRESS)
 
-    def graph_arguments(sub: argparse.ArgumentParser) -> None:
+    def graph_arguments(
+        sub: argparse.ArgumentParser, output_help: str = "binds the graph input `output`"
+    ) -> None:
         sub.add_argument("graph", metavar="GRAPH_OR_PRESET", help="a graph YAML file or a preset name")
         sub.add_argument("-i", "--input", metavar="PHOTO", help="binds the graph input `image`")
-        sub.add_argument("-o", "--output", metavar="OUT", help="binds the graph input `output`")
+        sub.add_argument("-o", "--output", metavar="OUT", help=output_help)
         sub.add_argument(
             "--set",
             action="append",
@@ -408,6 +438,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     graph_arguments(validate_parser)
     validate_parser.set_defaults(func=cmd_validate)
+
+    preview_parser = commands.add_parser(
+        "preview", parents=[common], help="render a contact sheet (or one frame) to a PNG, quickly"
+    )
+    graph_arguments(preview_parser, "the PNG to write (default preview.png)")
+    preview_parser.set_defaults(output="preview.png")
+    preview_parser.add_argument(
+        "--frame", type=float, metavar="T", help="render only the frame at T seconds, at full size"
+    )
+    preview_parser.add_argument(
+        "--frames", type=_positive_int, default=6, help="frames on the sheet (default %(default)s)"
+    )
+    preview_parser.add_argument(
+        "--size", type=_positive_int, default=480, help="longest side of each frame on the sheet (px)"
+    )
+    preview_parser.add_argument(
+        "--mask", metavar="NODE", help="node whose mask is overlaid (default: the first)"
+    )
+    preview_parser.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    preview_parser.set_defaults(func=cmd_preview)
+
+    diagram_parser = commands.add_parser(
+        "graph", parents=[common], help="print the graph as a Mermaid or DOT diagram"
+    )
+    graph_arguments(diagram_parser)
+    diagram_parser.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    diagram_parser.set_defaults(func=cmd_graph)
 
     batch_parser = commands.add_parser(
         "batch", parents=[common], help="render a graph or preset for many photos (resumable)"

@@ -116,12 +116,17 @@ class FrameContext:
         Number of frames in the render.
     size : tuple of int, optional
         ``(width, height)`` requested by the timeline, or ``None`` for the photo's size.
+    max_side : int, optional
+        Longest side a source node should produce, or ``None`` for no limit. Previews
+        set it to render quickly at a reduced size; a node that reads an image shrinks
+        it to fit (nodes whose lengths are relative to the image then look the same).
     """
 
     frame: int
     fps: float
     frame_count: int
     size: tuple[int, int] | None = None
+    max_side: int | None = None
 
     @property
     def time(self) -> float:
@@ -136,15 +141,20 @@ class FrameContext:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Frame rate, length and optional output size of a render."""
+    """Frame rate, length, optional output size and optional size limit of a render."""
 
     fps: float
     frame_count: int
     size: tuple[int, int] | None = None
+    max_side: int | None = None
 
     def context(self, frame: int) -> FrameContext:
         """Return the evaluation context of ``frame``."""
-        return FrameContext(frame, self.fps, self.frame_count, self.size)
+        return FrameContext(frame, self.fps, self.frame_count, self.size, self.max_side)
+
+    def frame_at(self, seconds: float) -> int:
+        """Index of the frame shown at ``seconds`` (clamped to the timeline)."""
+        return min(self.frame_count - 1, max(0, round(seconds * self.fps)))
 
 
 class Node:

@@ -59,7 +59,7 @@ def _allow_references(schema: Any) -> Any:
 
 def _or_reference(prop: dict[str, Any]) -> dict[str, Any]:
     """``prop`` or an input reference; keeps description and default where editors show them."""
-    shown = {key: prop[key] for key in ("title", "description", "default") if key in prop}
+    shown: dict[str, Any] = {key: prop[key] for key in ("title", "description", "default") if key in prop}
     body = {key: value for key, value in prop.items() if key not in shown}
     return {**shown, "anyOf": [body, {"$ref": "#/$defs/InputReference"}]}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 from pydantic import Field
 
 from focusgraph.graph.errors import InputImageError
@@ -22,6 +23,7 @@ class Load(Node):
 
     When the timeline has a size, the photo is scaled to cover it (area filter when
     shrinking, Lanczos when enlarging) and its centre is cropped to exactly that size.
+    A preview's ``max_side`` then shrinks it to fit that longest side.
     The output array is read-only: it is computed once and shared by every frame.
     """
 
@@ -70,6 +72,10 @@ class Load(Node):
             raise
         if ctx.size is not None:
             image = fit_cover(image, ctx.size)
+        if ctx.max_side is not None and max(image.shape[:2]) > ctx.max_side:
+            scale = ctx.max_side / max(image.shape[:2])
+            shrunk = (max(2, round(image.shape[1] * scale)), max(2, round(image.shape[0] * scale)))
+            image = cv2.resize(image, shrunk, interpolation=cv2.INTER_AREA)
         image.flags.writeable = False  # reused for every frame: nobody may edit it in place
         return {"image": image}
 

@@ -306,7 +306,8 @@ def check(data: bytes) -> None:
         caught and rendered to text here), or :class:`harness.SlowInputError`.
     """
     # Imported here, not at the top, so that main() can instrument them first.
-    from focusgraph.graph.cli import _stand_ins, parse_bindings
+    from focusgraph.graph.api import stand_ins as _stand_ins
+    from focusgraph.graph.cli import parse_bindings
     from focusgraph.graph.compile import compile_graph
     from focusgraph.graph.document import load_document
     from focusgraph.graph.errors import GraphValidationError, PluginError
