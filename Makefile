@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT := out
 TYPECHECK := build/typecheck/focusgraph
 
-.PHONY: setup models demo lint test clean bench bench-memory bench-quality bench-soak bench-batch fuzz
+.PHONY: setup models demo lint test clean bench bench-memory bench-quality bench-soak bench-batch fuzz example-plugin
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,3 +70,14 @@ fuzz: setup
 ## bench: rack-focus render time vs the encode-only floor and an ffmpeg-only peer, 1080p and 4K (benchmarks/out/render.md)
 bench: models
 	$(BIN)/python benchmarks/render.py
+
+PLUGIN_VENV := build/plugin-venv
+
+## example-plugin: a clean build/plugin-venv with focusgraph and examples/plugin-vignette installed from PyPI; runs the example's tests and `focusgraph plugins` there
+example-plugin:
+	rm -rf $(PLUGIN_VENV)
+	$(PYTHON) -m venv $(PLUGIN_VENV)
+	$(PLUGIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PLUGIN_VENV)/bin/python -m pip install --quiet . './examples/plugin-vignette[test]'
+	cd examples/plugin-vignette && $(CURDIR)/$(PLUGIN_VENV)/bin/python -m pytest -p no:cacheprovider
+	$(PLUGIN_VENV)/bin/focusgraph plugins
