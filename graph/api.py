@@ -138,12 +138,20 @@ class Graph:
         return evaluate_frames(compiled, [compiled.timeline.frame_at(seconds)], max_side)[0]
 
     def contact_sheet(
-        self, bindings: Bindings | None = None, *, frames: int = 6, max_side: int = 480
+        self,
+        bindings: Bindings | None = None,
+        *,
+        frames: int = 6,
+        tile_side: int = 360,
+        render_side: int = 720,
     ) -> np.ndarray:
-        """A preview sheet: the mask overlay and ``frames`` labelled frames across the timeline."""
+        """A preview sheet: the mask overlay and ``frames`` labelled frames across the timeline.
+
+        The graph renders with the photo shrunk to ``render_side``; tiles are ``tile_side`` long.
+        """
         compiled = self.compile(bindings)
         provision(compiled, None)
-        return contact_sheet(compiled, frames=frames, max_side=max_side)
+        return contact_sheet(compiled, frames=frames, tile_side=tile_side, render_side=render_side)
 
     def diagram(self, fmt: DiagramFormat = "mermaid", bindings: Bindings | None = None) -> str:
         """The graph as a Mermaid or DOT diagram, time-invariant nodes marked."""

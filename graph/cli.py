@@ -243,7 +243,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         image = evaluate_frames(graph, [frame], None)[0]
         what = f"frame {frame + 1}/{graph.timeline.frame_count} (t = {frame / graph.timeline.fps:.2f} s)"
     else:
-        image = contact_sheet(graph, frames=args.frames, max_side=args.size, mask=args.mask)
+        image = contact_sheet(
+            graph, frames=args.frames, tile_side=args.size, render_side=args.render_size, mask=args.mask
+        )
         what = f"{args.frames} frames and the mask"
     written = write_png(image, Path(args.output), overwrite=args.overwrite)
     if not args.quiet:
@@ -451,7 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", type=_positive_int, default=6, help="frames on the sheet (default %(default)s)"
     )
     preview_parser.add_argument(
-        "--size", type=_positive_int, default=480, help="longest side of each frame on the sheet (px)"
+        "--size", type=_positive_int, default=360, help="longest side of each frame on the sheet (px)"
+    )
+    preview_parser.add_argument(
+        "--render-size",
+        type=_positive_int,
+        default=720,
+        help="longest side the graph renders at for the sheet (px, default %(default)s)",
     )
     preview_parser.add_argument(
         "--mask", metavar="NODE", help="node whose mask is overlaid (default: the first)"

@@ -98,8 +98,22 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([tile, strip])
 
 
+def _shrink(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` scaled down (area filter) so its longer side is at most ``side``."""
+    scale = side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def contact_sheet(
-    graph: CompiledGraph, *, frames: int = 6, max_side: int = 480, mask: str | None = None
+    graph: CompiledGraph,
+    *,
+    frames: int = 6,
+    tile_side: int = 360,
+    render_side: int = 720,
+    mask: str | None = None,
 ) -> np.ndarray:
     """A sheet of ``frames`` frames across the timeline, each labelled with its time, plus the mask.
 
@@ -109,8 +123,12 @@ def contact_sheet(
         The graph to preview.
     frames : int
         Number of frames, spread from the first to the last.
-    max_side : int
-        Longest side the graph renders at (the photo is shrunk first).
+    tile_side : int
+        Longest side of each frame on the sheet.
+    render_side : int
+        Longest side the graph renders at (the photo is shrunk first). Segmentation
+        needs some resolution to find hair and hands as the full render does, so this
+        is larger than the tiles.
     mask : str, optional
         Node (or ``node.port``) whose mask is overlaid; default: the first mask
         output in evaluation order (the segmentation).
@@ -129,11 +147,15 @@ def contact_sheet(
     def overlay(outputs: dict[str, dict[str, Any]]) -> None:
         if found is not None and source is not None:
             image, alpha = outputs[source[0]][source[1]], outputs[found[0]][found[1]]
-            overlays.append(_label(mask_overlay(np.asarray(image), np.asarray(alpha)), f"mask: {found[0]}"))
+            shown = mask_overlay(np.asarray(image), np.asarray(alpha))
+            overlays.append(_label(_shrink(shown, tile_side), f"mask: {found[0]}"))
 
-    images = evaluate_frames(graph, indices, max_side, on_first=overlay)
+    images = evaluate_frames(graph, indices, max(render_side, tile_side), on_first=overlay)
     tiles = [
-        _label(image, f"t = {index / timeline.fps:.2f} s  (frame {index + 1}/{timeline.frame_count})")
+        _label(
+            _shrink(image, tile_side),
+            f"t = {index / timeline.fps:.2f} s  (frame {index + 1}/{timeline.frame_count})",
+        )
         for index, image in zip(indices, images, strict=True)
     ]
     return _grid(overlays + tiles)

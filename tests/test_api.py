@@ -61,6 +61,6 @@ def test_frame_and_contact_sheet_are_arrays(small_photo: Path) -> None:
     graph = load("rack-focus")
     frame = graph.frame(4.9, {"image": small_photo})
     assert frame.shape == (64, 96, 3) and frame.dtype == np.uint8
-    sheet = graph.contact_sheet({"image": small_photo}, frames=3, max_side=48)
-    assert sheet.ndim == 3 and sheet.shape[1] > 4 * 48
+    sheet = graph.contact_sheet({"image": small_photo}, frames=3, tile_side=48)
+    assert sheet.ndim == 3 and sheet.shape[1] == 4 * (48 + 4) + 4
     assert graph.diagram("dot").startswith('digraph "rack-focus"')
