@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 OUT := out
 TYPECHECK := build/typecheck/focusgraph
 
-.PHONY: setup models demo lint test clean bench bench-memory bench-quality bench-soak bench-batch fuzz example-plugin
+.PHONY: setup models demo lint test clean bench bench-memory bench-quality bench-soak bench-batch fuzz example-plugin docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ demo: models
 
 ## lint: ruff and mypy
 lint: setup
-	$(BIN)/ruff check graph nodes presets tests benchmarks
-	$(BIN)/ruff format --check graph nodes presets tests benchmarks
+	$(BIN)/ruff check graph nodes presets tests benchmarks docs
+	$(BIN)/ruff format --check graph nodes presets tests benchmarks docs
 	@mkdir -p $(TYPECHECK)
 	@for package in graph nodes presets; do ln -sfn ../../../$$package $(TYPECHECK)/$$package; done
 	$(BIN)/mypy -p focusgraph.graph -p focusgraph.nodes -p focusgraph.presets
@@ -41,6 +41,11 @@ test: lint models
 
 clean:
 	rm -rf build $(OUT) .pytest_cache .mypy_cache .ruff_cache
+
+## docs: regenerate presets/focusgraph.schema.json and docs/presets.md with its contact sheets (docs/images/)
+docs: models
+	$(BIN)/focusgraph --no-plugins schema > presets/focusgraph.schema.json
+	$(BIN)/python docs/gallery.py
 
 ## bench-memory: peak RSS of a 10 s vs a 5 s 1080p render (must stay within 25%)
 bench-memory: models
