@@ -80,7 +80,8 @@ PLUGIN_VENV := build/plugin-venv
 
 ## example-plugin: a clean build/plugin-venv with focusgraph and examples/plugin-vignette installed from PyPI; runs the example's tests and `focusgraph plugins` there
 example-plugin:
-	rm -rf $(PLUGIN_VENV)
+	@# pip builds in the source folders: stale build/lib files would end up in the wheels
+	rm -rf $(PLUGIN_VENV) build/lib examples/plugin-vignette/build
 	$(PYTHON) -m venv $(PLUGIN_VENV)
 	$(PLUGIN_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PLUGIN_VENV)/bin/python -m pip install --quiet . './examples/plugin-vignette[test]'
