@@ -5,8 +5,10 @@ project's environment (a ``.pth`` file adds its site-packages, so focusgraph and
 heavy dependencies are not installed again), gives it the ``focusgraph`` console script,
 and installs a copy of the example into it with ``pip install --no-deps
 --no-build-isolation --no-index``: a real, non-editable install with a ``.dist-info``
-and an entry point, and no network. The test venv's own site-packages come first, so
-the plugin is visible there and nowhere else (this project's environment is untouched).
+and an entry point, without the package index (but see the fixture: setuptools older
+than 70.1 needs the `wheel` package, or a newer setuptools from the index, to build).
+The test venv's own site-packages come first, so the plugin is visible there and
+nowhere else (this project's environment is untouched).
 """
 
 from __future__ import annotations
