@@ -29,8 +29,8 @@ demo: models
 
 ## lint: ruff and mypy
 lint: setup
-	$(BIN)/ruff check graph nodes presets tests benchmarks docs
-	$(BIN)/ruff format --check graph nodes presets tests benchmarks docs
+	$(BIN)/ruff check graph nodes presets tests benchmarks docs examples
+	$(BIN)/ruff format --check graph nodes presets tests benchmarks docs examples
 	@mkdir -p $(TYPECHECK)
 	@for package in graph nodes presets; do ln -sfn ../../../$$package $(TYPECHECK)/$$package; done
 	$(BIN)/mypy -p focusgraph.graph -p focusgraph.nodes -p focusgraph.presets

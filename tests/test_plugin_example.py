@@ -5,8 +5,8 @@ project's environment (a ``.pth`` file adds its site-packages, so focusgraph and
 heavy dependencies are not installed again), gives it the ``focusgraph`` console script,
 and installs a copy of the example into it with ``pip install --no-deps
 --no-build-isolation --no-index``: a real, non-editable install with a ``.dist-info``
-and an entry point, without the package index (but see the fixture: setuptools older
-than 70.1 needs the `wheel` package, or a newer setuptools from the index, to build).
+and an entry point, without the package index (the ``dev`` extra brings setuptools >= 70.1,
+which builds wheels without the ``wheel`` package).
 The test venv's own site-packages come first, so the plugin is visible there and
 nowhere else (this project's environment is untouched).
 """
@@ -139,21 +139,11 @@ def _console_script(python: Path) -> str:
     )
 
 
-_BACKEND_CHECK = """
-import importlib.util, setuptools
-major, minor = (int(part) for part in setuptools.__version__.split(".")[:2])
-print("ok" if (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") else "no bdist_wheel")
-"""
-
-
 @pytest.fixture(scope="session")
 def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> PluginVenv:
     """Build the test venv and install (a copy of) the example plugin into it; about 5 s.
 
     The copy keeps setuptools' ``build/`` and ``*.egg-info`` out of the source tree.
-    setuptools before 70.1 cannot build a wheel without the ``wheel`` package; if this
-    project's environment has neither, a current setuptools is installed into the test
-    venv (the one step that needs the package index).
     """
     root = tmp_path_factory.mktemp("plugin-venv")
     venv = root / "venv"
@@ -166,8 +156,6 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> PluginVenv:
     script = venv / "bin" / "focusgraph"
     script.write_text(_console_script(python))
     script.chmod(0o755)
-    if _checked([python, "-c", _BACKEND_CHECK]).strip() != "ok":
-        _checked([python, "-m", "pip", "install", "--quiet", "setuptools>=70.1"])
     source = root / "plugin-vignette"
     shutil.copytree(
         EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache")
