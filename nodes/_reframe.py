@@ -94,8 +94,10 @@ def output_size(
         Positive sides (at least 1, or 2 with ``even_sides``).
     """
     src_w, src_h = source
+    if even_sides:  # explicit sides first, so that a derived side follows the rounded one
+        width, height = (max(2, side - side % 2) if side else 0 for side in (width, height))
     if width and height:
-        return (max(2, width - width % 2), max(2, height - height % 2)) if even_sides else (width, height)
+        return width, height
     ratio = aspect if aspect is not None else src_w / src_h
     if width:
         out_w, out_h = float(width), width / ratio
@@ -112,9 +114,7 @@ def output_size(
     if not (width or height):  # native pixels: drop an odd last column or row, never enlarge
         native_w, native_h = round(out_w), round(out_h)
         return max(2, native_w - native_w % 2), max(2, native_h - native_h % 2)
-    side_w = width - width % 2 if width else even(out_w)
-    side_h = height - height % 2 if height else even(out_h)
-    return max(2, side_w), max(2, side_h)
+    return (width or even(out_w)), (height or even(out_h))
 
 
 def cover_window(
