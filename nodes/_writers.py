@@ -375,8 +375,9 @@ class VideoWriter(AtomicWriter):
 #: Frame names in a PNG sequence (``frame-00000.png``); wider when the clip needs it.
 SEQUENCE_NAME = re.compile(r"frame-\d+\.png")
 SEQUENCE_DIGITS = 5
-#: zlib level of sequence frames: 3 is several times faster than 6 and about 10% larger.
-SEQUENCE_PNG_COMPRESSION = 3
+#: zlib level of sequence frames. Measured on a 1000x667 rack-focus frame with film grain:
+#: level 1 takes 57 ms for 1.02 MB, 3 82 ms for 0.98 MB, 6 (the still's) 224 ms for 0.95 MB.
+SEQUENCE_PNG_COMPRESSION = 1
 
 
 def check_target(target: Path, overwrite: bool) -> None:
