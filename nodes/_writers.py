@@ -411,8 +411,14 @@ def check_sequence_target(target: Path, overwrite: bool) -> None:
     ------
     EncodeError
         If ``target`` exists and ``overwrite`` is false, if it exists but is not a
-        folder holding only ``frame-*.png`` files, or if its parent is missing.
+        folder holding only ``frame-*.png`` files, if it has no name of its own (``/``,
+        ``./``), or if its parent is missing.
     """
+    if target.name in {"", ".", ".."}:
+        raise EncodeError(
+            f"'{target}' names no new folder; give one such as frames/ for a PNG sequence",
+            field="params.path",
+        )
     if target.exists() or target.is_symlink():
         if not overwrite:
             raise EncodeError(f"'{target}' exists; pass --overwrite to replace it", field="params.path")

@@ -1,16 +1,12 @@
 """``core.encode``: write the rendered frames to a video, a GIF, a PNG sequence or a still.
 
 Formats (``format: auto`` picks one from the path)
-    ========================  ======================  =========================================
-    format                    path                    what is written
-    ========================  ======================  =========================================
-    ``mp4``                   ``.mp4``, ``.m4v``      H.264 (libx264), yuv420p, ``+faststart``
-    ``webm``                  ``.webm``               VP9 (libvpx-vp9), yuv420p, constant quality
-    ``gif``                   ``.gif``                256-colour palette made from the clip, loops
-    ``png-sequence``          ends in ``/``           a folder of ``frame-00000.png``, ...
-    ``png``/``jpeg``/``webp``  ``.png``, ``.jpg``,     one image (one-frame timelines only)
-                              ``.jpeg``, ``.webp``
-    ========================  ======================  =========================================
+    * ``mp4`` (``.mp4``, ``.m4v``): H.264 (libx264), yuv420p, ``+faststart``.
+    * ``webm`` (``.webm``): VP9 (libvpx-vp9), yuv420p, constant quality.
+    * ``gif`` (``.gif``): a 256-colour palette made from the clip; loops forever.
+    * ``png-sequence`` (a path ending in ``/``): a folder of ``frame-00000.png``, ...
+    * ``png``, ``jpeg``, ``webp`` (``.png``, ``.jpg``/``.jpeg``, ``.webp``): one image,
+      for one-frame timelines only.
 
 Video (MP4, WebM)
     Frames stream one at a time into an ``ffmpeg`` process (the binary shipped with
@@ -106,7 +102,6 @@ Dither = Literal["bayer", "none", "sierra2_4a", "floyd_steinberg"]
 
 #: Every concrete format, in the order error messages list them.
 FORMATS: tuple[Format, ...] = ("mp4", "webm", "gif", "png-sequence", "png", "jpeg", "webp")
-VIDEO_FORMATS = frozenset({"mp4", "webm", "gif"})
 STILL_FORMATS = frozenset({"png", "jpeg", "webp"})
 
 #: File extensions understood by ``format: auto`` (a path ending in ``/`` is a PNG sequence).
@@ -340,7 +335,7 @@ def gif_args(params: Any, fps: float) -> list[str]:
     (``sierra2_4a``, ffmpeg's default) the clips were 5.7-6.9 MB at 30 fps; ordered
     ``bayer`` dither (whose pattern does not crawl from frame to frame) with
     ``diff_mode=rectangle`` (only the changed rectangle is re-dithered) gave
-    1.9-5.0 MB at 30 fps and 1.1-2.7 MB at 15 fps (girl-1, girl-2, girl-3, animal-1;
+    1.9-5.0 MB at 30 fps and 1.1-2.9 MB at 15 fps (girl-1, girl-2, girl-3, animal-1;
     the foliage of animal-1 is the largest). ``stats_mode=full`` builds the palette
     from all pixels, which was smaller than ``diff``. Hence 15 fps, bayer scale 2 and
     a whole-clip palette. The palette is only known at the end, so ffmpeg buffers the

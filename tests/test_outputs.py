@@ -197,6 +197,9 @@ def test_png_sequence_overwrite_replaces_a_previous_sequence_only(tmp_path: Path
         render_frames(f"{tmp_path}/file/", new, overwrite=True)
     assert listing(tmp_path) == ["file", "frames"]
     assert len(listing(out)) == 4
+    for nameless in ("/", "./", f"{tmp_path}/../"):
+        with pytest.raises(EncodeError, match="names no new folder"):
+            render_frames(nameless, new, overwrite=True)
 
 
 def test_png_sequence_through_the_cli(tmp_path: Path, small_photo: Path) -> None:
