@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 from pydantic import Field
 
 from focusgraph.graph.errors import InputImageError
@@ -75,7 +74,7 @@ class Load(Node):
         if ctx.max_side is not None and max(image.shape[:2]) > ctx.max_side:
             scale = ctx.max_side / max(image.shape[:2])
             shrunk = (max(2, round(image.shape[1] * scale)), max(2, round(image.shape[0] * scale)))
-            image = cv2.resize(image, shrunk, interpolation=cv2.INTER_AREA)
+            image = fit_cover(image, shrunk)
         image.flags.writeable = False  # reused for every frame: nobody may edit it in place
         return {"image": image}
 

@@ -338,7 +338,7 @@ def test_bad_frame_and_empty_render(tmp_path: Path) -> None:
 def test_params_are_validated() -> None:
     assert Encode.Params(path="a.mp4").crf == 18
     assert Encode().output_path(Encode.Params(path="out/a.mp4")) == Path("out/a.mp4")
-    for bad in ({"crf": 52}, {"preset": "turbo"}, {"format": "gif"}, {"quality": 0}, {"fps": 3}):
+    for bad in ({"crf": 52}, {"preset": "turbo"}, {"format": "avi"}, {"quality": 0}, {"fps": 3}):
         with pytest.raises(ValidationError):
             Encode.Params(path="a.mp4", **bad)
     for name, field in Encode.Params.model_fields.items():
