@@ -334,7 +334,7 @@ class Transform(Node):
         moved = warp(image, matrix, scale, _INTERPOLATIONS[params.interpolation], border)
         if mask is not None:
             moved_mask = warp(mask.astype(np.float32, copy=False), matrix, scale, cv2.INTER_LINEAR, border)
-        elif cover_zoom(matrix, width, height, center) <= 1.0:
+        elif params.cover or cover_zoom(matrix, width, height, center) <= 1.0 + 1e-9:
             moved_mask = np.ones((height, width), np.float32)  # every sample inside the photo
         else:
             ones = np.ones((height, width), np.float32)
