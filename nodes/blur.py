@@ -23,7 +23,10 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator
 
+from focusgraph.graph.errors import GraphValidationError, Problem
 from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType, animatable
+from focusgraph.nodes import _layered
+from focusgraph.nodes._kernels import motion_blur, motion_kernel, radial_blur, radial_noise_kept
 from focusgraph.nodes._memo import last_for
 from focusgraph.nodes._units import UNITS_HELP, Units, check_same_size, to_pixels
 
@@ -33,6 +36,9 @@ from focusgraph.nodes._units import UNITS_HELP, Units, check_same_size, to_pixel
 _LENS_WORK_RADIUS = 6.0
 _GAUSS_WORK_SIGMA = 4.0
 _IDENTITY_RADIUS = 0.25
+# How far (in radii) a lens, gaussian (4 sigma) or motion blur spreads a pixel, with a
+# reduced-size lens blur's softer rim and the upsampling's extra pixel.
+_REACH = 2.0
 
 _SRGB_TO_LINEAR = np.array(
     [((i / 255) / 12.92 if i <= 10 else ((i / 255 + 0.055) / 1.055) ** 2.4) for i in range(256)],
@@ -171,12 +177,17 @@ class Blur(Node):
     description = "Gaussian or lens (bokeh) blur; animatable radius; optional holdout mask (no halo)."
 
     class Params(NodeParams):
-        kind: Literal["gaussian", "lens"] = Field(
+        kind: Literal["gaussian", "lens", "motion", "zoom", "spin"] = Field(
             default="lens",
-            description="`lens`: disc or polygon aperture in linear light; `gaussian`: sigma = radius/2.",
+            description="`lens`: disc or polygon aperture in linear light; `gaussian`: sigma = radius/2; "
+            "`motion`: a straight streak at `angle`; `zoom`: streaks away from `center`; "
+            "`spin`: arcs around `center`.",
         )
         radius: animatable(ge=0, le=2000) = Field(  # type: ignore[valid-type]
-            default=0.02, description="Blur radius (animatable); 0 leaves the image untouched."
+            default=0.02,
+            description="Blur radius (animatable); 0 leaves the image untouched. `motion`: half the "
+            "streak's length; `zoom`/`spin`: half the streak's length at the corner farthest from "
+            "`center`. Ignored when `depth` is connected (`aperture` sets the radii).",
         )
         units: Units = Field(default="relative", description=UNITS_HELP)
         blades: int = Field(
@@ -194,6 +205,33 @@ class Blur(Node):
         highlight_threshold: float = Field(
             default=0.9, ge=0.5, lt=1, description="`lens`: sRGB level (0-1) where highlight boost starts."
         )
+        angle: float = Field(
+            default=0.0,
+            ge=-360,
+            le=360,
+            description="`motion`: direction of the streak, degrees counter-clockwise from horizontal.",
+        )
+        center: list[float] = Field(
+            default_factory=lambda: [0.5, 0.5],
+            description="`zoom`/`spin`: centre [x, y] of the streaks, relative (0..1, origin top-left); "
+            "it stays sharp.",
+        )
+        focus: animatable(ge=0, le=1) = Field(  # type: ignore[valid-type]
+            default=0.5,
+            description="With `depth`: the depth in focus (0 = near, 1 = far; animatable for a focus pull).",
+        )
+        aperture: animatable(ge=0, le=2000) = Field(  # type: ignore[valid-type]
+            default=0.0,
+            description="With `depth`: blur radius per unit of depth away from `focus`, in `units` "
+            "(relative: radius = |depth - focus| * aperture * longer side); animatable.",
+        )
+        slices: int = Field(
+            default=8,
+            ge=2,
+            le=32,
+            description="With `depth`: depth slices blurred separately; adjacent slices' radii differ "
+            "by aperture * depth range / slices.",
+        )
 
         @field_validator("blades")
         @classmethod
@@ -202,9 +240,22 @@ class Blur(Node):
                 raise ValueError("must be 0 (round) or between 3 and 16")
             return blades
 
+        @field_validator("center")
+        @classmethod
+        def _relative_point(cls, center: list[float]) -> list[float]:
+            if len(center) != 2 or any(not 0.0 <= v <= 1.0 for v in center):
+                raise ValueError("must be a point [x, y] with both coordinates within 0..1")
+            return center
+
     inputs = {
         "image": Port(PortType.IMAGE, "Image to blur."),
         "mask": Port(PortType.MASK, "Pixels to hold out of the blur (1 = held out).", optional=True),
+        "depth": Port(
+            PortType.MASK,
+            "Depth map (0 = near, 1 = far): each pixel is blurred by |depth - focus| * aperture, in "
+            "layers composited far to near; not with `mask`.",
+            optional=True,
+        ),
     }
     outputs = {
         "image": Port(PortType.IMAGE, "The blurred image."),
@@ -217,28 +268,81 @@ class Blur(Node):
 
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         image: np.ndarray = inputs["image"]
+        holdout: np.ndarray | None = inputs.get("mask")
+        depth: np.ndarray | None = inputs.get("depth")
+        if depth is not None:
+            if holdout is not None:
+                message = "cannot be combined with `depth` (the depth layers already keep near colours out)"
+                raise GraphValidationError([Problem(None, "inputs.mask", message)])
+            check_same_size("image", image, "depth", depth)
+            return self._depth_of_field(params, image, depth)
         radius = to_pixels(params.radius, params.units, image)
         if radius < _IDENTITY_RADIUS:
             return {"image": image, "noise_removed": 0.0}
-        holdout: np.ndarray | None = inputs.get("mask")
-        gain = params.highlights if params.kind == "lens" else 0.0
+        gain = params.highlights if params.kind != "gaussian" else 0.0
         if holdout is None:
             values = _working_values(image, params.kind, gain, params.highlight_threshold)
         else:
             check_same_size("image", image, "mask", holdout)
             values = _weighted_values(image, holdout, params.kind, gain, params.highlight_threshold)
-        blurred = blur_reduced(values, params.kind, radius, params.blades, params.rotation)
+        blurred = _blur(values, params, radius)
         if holdout is not None:
             blurred = blurred[..., :3] / blurred[..., 3:]
-        if params.kind == "lens":
-            encoded = highlight_curve(gain, params.highlight_threshold).compress_to_srgb(blurred)
-        else:
-            encoded = np.clip(blurred * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        height, width = image.shape[:2]
-        if encoded.shape[:2] != (height, width):
-            encoded = cv2.resize(encoded, (width, height), interpolation=cv2.INTER_LINEAR)
-        kept = noise_kept(params.kind, radius, params.blades, params.rotation)
+        encoded = _encode(blurred, params, gain, image.shape)
+        kept = _noise_kept(params, radius, image.shape)
         return {"image": encoded, "noise_removed": float(np.sqrt(1.0 - kept**2))}
+
+    def _depth_of_field(self, params: Any, image: np.ndarray, depth: np.ndarray) -> dict[str, Any]:
+        """Layered blur: each depth slice blurred by ``|depth - focus| * aperture``, far to near."""
+        aperture = to_pixels(params.aperture, params.units, image)
+        gain = params.highlights if params.kind != "gaussian" else 0.0
+        values = _working_values(image, params.kind, gain, params.highlight_threshold)
+        stack = _layered.layers(values, depth, params.slices)
+        radii = [abs(layer.depth - params.focus) * aperture for layer in stack]
+        if max(radii) < _IDENTITY_RADIUS:
+            return {"image": image, "noise_removed": 0.0}
+
+        def blur_layer(rgba: np.ndarray, radius: float) -> np.ndarray:
+            return rgba if radius < _IDENTITY_RADIUS else _blur(rgba, params, radius)
+
+        reach = None if params.kind in ("zoom", "spin") else _REACH
+        colour = _layered.composite(stack, radii, blur_layer, reach)
+        removed = sum(
+            layer.share
+            * (0.0 if r < _IDENTITY_RADIUS else np.sqrt(1.0 - _noise_kept(params, r, image.shape) ** 2))
+            for layer, r in zip(stack, radii, strict=True)
+        )
+        return {"image": _encode(colour, params, gain, image.shape), "noise_removed": float(removed)}
+
+
+def _blur(values: np.ndarray, params: Any, radius: float) -> np.ndarray:
+    """``values`` blurred by ``params.kind`` at ``radius`` px (lens, gaussian: at a reduced working size)."""
+    if params.kind == "motion":
+        return motion_blur(values, radius, params.angle)
+    if params.kind in ("zoom", "spin"):
+        return radial_blur(values, params.kind, radius, (params.center[0], params.center[1]))
+    return blur_reduced(values, params.kind, radius, params.blades, params.rotation)
+
+
+def _encode(blurred: np.ndarray, params: Any, gain: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Working values back to uint8 sRGB at the image's size."""
+    if params.kind != "gaussian":
+        encoded = highlight_curve(gain, params.highlight_threshold).compress_to_srgb(blurred)
+    else:
+        encoded = np.clip(blurred * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    height, width = shape[:2]
+    if encoded.shape[:2] != (height, width):
+        encoded = cv2.resize(encoded, (width, height), interpolation=cv2.INTER_LINEAR)
+    return encoded
+
+
+def _noise_kept(params: Any, radius: float, shape: tuple[int, ...]) -> float:
+    """Share of white noise's standard deviation the blur keeps (see :func:`noise_kept`)."""
+    if params.kind == "motion":
+        return float(np.sqrt(np.sum(motion_kernel(radius, params.angle) ** 2)))
+    if params.kind in ("zoom", "spin"):
+        return radial_noise_kept(params.kind, radius, shape, (params.center[0], params.center[1]))
+    return noise_kept(params.kind, radius, params.blades, params.rotation)
 
 
 # Weight left on held-out pixels: where nothing else is in reach (deep inside a large
@@ -249,7 +353,7 @@ _HOLDOUT_FLOOR = 1e-3
 @last_for
 def _working_values(image: np.ndarray, kind: str, gain: float, threshold: float) -> np.ndarray:
     """The image as float32: linear light with boosted highlights for `lens`, else sRGB in [0, 1]."""
-    if kind == "lens":
+    if kind != "gaussian":
         return highlight_curve(gain, threshold).expand(image)
     return image.astype(np.float32) / 255
 
