@@ -25,7 +25,7 @@ rotation 0 is the exact identity and returns the input arrays themselves.
 Quality
 -------
 Each output is one :func:`cv2.warpAffine`. Zooming in, a good interpolator is all it
-takes (``cubic`` by default: as sharp as ``lanczos`` to the eye at the small zooms of
+takes (``cubic`` by default: nearly as sharp as ``lanczos`` at the small zooms of
 camera moves, without Lanczos's ringing around high-contrast edges, and about 4x
 faster at 1080p; it is also the interpolator of OpenCV's reference). Zooming out (an
 effective scale ``s < 1``), fine texture would alias into moire that crawls from frame
