@@ -88,7 +88,73 @@ def check_rack_focus_reverse(clip: Rendered) -> None:
     assert min(psnr(frame, clip.photo, clip.interior) for frame in clip.frames) > 35
 
 
+def zoomed(image: np.ndarray, zoom: float) -> np.ndarray:
+    """``image`` scaled by ``zoom`` about its centre (OpenCV's reference warp)."""
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), 0, zoom)
+    return cv2.warpAffine(
+        image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def check_focus_pull_push_in(clip: Rendered) -> None:
+    assert clip.sharpness(clip.frames[0]) < 0.6
+    # the last frame is the sharp photo pushed in by 6%, not the photo itself
+    everywhere = np.ones(clip.photo.shape[:2], bool)
+    pushed = psnr(clip.frames[-1], zoomed(clip.photo, 1.06), everywhere)
+    assert pushed > 30 and pushed > psnr(clip.frames[-1], clip.photo, everywhere) + 5
+    assert psnr(clip.frames[0], clip.photo, clip.interior) > 35
+
+
+def moved_to(
+    photo: np.ndarray, frame: np.ndarray, region: np.ndarray, zoom: float, pan: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where a patch from deep inside ``region`` is in ``frame``, and where a layer moved by
+    ``zoom`` and ``pan`` (as core.transform: x' = c + zoom * (x - c - pan * width)) would put it.
+
+    The patch is searched for within 6% of the frame's width around the prediction.
+    """
+    height, width = photo.shape[:2]
+    side = max(24, min(height, width) // 8)
+    half = side // 2
+    inside = np.zeros(region.shape, np.uint8)
+    inside[half:-half, half:-half] = region[half:-half, half:-half]
+    # the region's point farthest from its border: the patch shows only that layer
+    y, x = np.unravel_index(np.argmax(cv2.distanceTransform(inside, cv2.DIST_L2, 5)), region.shape)
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    predicted = centre + zoom * (np.array([x, y], float) - centre - np.array([pan * width, 0.0]))
+    patch = cv2.resize(photo[y - half : y + half, x - half : x + half], None, fx=zoom, fy=zoom)
+    margin = round(0.06 * width)
+    left = int(np.clip(predicted[0] - patch.shape[1] / 2 - margin, 0, width - patch.shape[1]))
+    top = int(np.clip(predicted[1] - patch.shape[0] / 2 - margin, 0, height - patch.shape[0]))
+    window = frame[top : top + patch.shape[0] + 2 * margin, left : left + patch.shape[1] + 2 * margin]
+    scores = cv2.matchTemplate(
+        cv2.cvtColor(window, cv2.COLOR_RGB2GRAY),
+        cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY),
+        cv2.TM_CCOEFF_NORMED,
+    )
+    _, _, _, (best_x, best_y) = cv2.minMaxLoc(scores)
+    found = np.array([left + best_x + patch.shape[1] / 2, top + best_y + patch.shape[0] / 2])
+    return found, predicted
+
+
+def check_parallax_reveal(clip: Rendered) -> None:
+    assert clip.sharpness(clip.frames[0]) < 0.6 < 0.85 < clip.sharpness(clip.frames[-1])
+    last, width = clip.frames[-1], clip.photo.shape[1]
+    near, near_predicted = moved_to(clip.photo, last, clip.interior, 1.08, 0.035)
+    far, far_predicted = moved_to(clip.photo, last, clip.background, 1.03, 0.015)
+    # the subject layer moved as the subject's transform says, the background as its own
+    assert np.hypot(*(near - near_predicted)) < 0.01 * width + 2
+    assert np.hypot(*(far - far_predicted)) < 0.01 * width + 2
+    # and the two differ: the subject did not move with the background (parallax)
+    subject_if_flat = moved_to(clip.photo, last, clip.interior, 1.03, 0.015)[1]
+    assert np.hypot(*(near_predicted - subject_if_flat)) > 0.015 * width
+    assert np.hypot(*(near - subject_if_flat)) > 0.01 * width
+
+
 CHECKS: dict[str, tuple[str, list[str], Callable[[Rendered], None]]] = {
+    "focus-pull-push-in": (".mp4", ["--set", "duration=1"], check_focus_pull_push_in),
+    "parallax-reveal": (".mp4", ["--set", "duration=1"], check_parallax_reveal),
     "rack-focus": (".mp4", ["--set", "duration=1"], check_rack_focus),
     "rack-focus-reverse": (".mp4", ["--set", "duration=1"], check_rack_focus_reverse),
 }
