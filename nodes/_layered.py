@@ -58,14 +58,17 @@ def push_pull_fill(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
     channels = values.shape[2]
     premultiplied = values * weight[..., None]
     levels: list[tuple[np.ndarray, np.ndarray]] = []
-    colour, cover = premultiplied, weight.astype(np.float32)
+    colour: np.ndarray = premultiplied
+    cover: np.ndarray = weight.astype(np.float32)
     while True:
         levels.append((colour, cover))
         if cover.min() > 0 or max(cover.shape) <= 1:
             break
         size = (max(1, (cover.shape[1] + 1) // 2), max(1, (cover.shape[0] + 1) // 2))
-        colour = cv2.resize(colour, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], channels)
-        cover = cv2.resize(cover, size, interpolation=cv2.INTER_AREA)
+        colour = np.asarray(cv2.resize(colour, size, interpolation=cv2.INTER_AREA)).reshape(
+            size[1], size[0], channels
+        )
+        cover = np.asarray(cv2.resize(cover, size, interpolation=cv2.INTER_AREA))
     colour, cover = levels[-1]
     filled = colour / np.maximum(cover, 1e-12)[..., None]
     for colour, cover in reversed(levels[:-1]):
@@ -156,7 +159,7 @@ def composite(stack: list[Layer], radii: list[float], blur: Blurrer, reach: floa
         if blurred.shape[:2] != (y1 - y0, x1 - x0):
             blurred = cv2.resize(blurred, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
         target = accumulated[y0:y1, x0:x1]  # a view: rows keep their stride, which OpenCV accepts
-        transparency = cv2.subtract(1.0, np.ascontiguousarray(blurred[..., 3]))
+        transparency = np.float32(1.0) - blurred[..., 3]
         cv2.multiply(target, cv2.merge([transparency] * 4), dst=target)
         cv2.add(target, blurred, dst=target)
     alpha = np.maximum(accumulated[..., 3:], 1e-6)
