@@ -16,11 +16,15 @@ none of its colour), and a blurred near object spreads, half transparent, over w
 behind it. Where a blurred near edge turns transparent, what shows through is the
 layer behind continued under the object: each pixel of a slice is filled in exactly
 one farther layer, the one whose pixels are nearest to it in the image (the surface the
-near object stands in front of), with that layer's own colours continued into the hole
-by normalised convolution (a push-pull pyramid: each level's holes take the
-coverage-weighted average of the level below). The accumulated colour is finally
-divided by the accumulated alpha, so a seam where two layers' blurred edges meet does
-not darken.
+near object stands in front of). Where that pixel is within two slice widths of the
+layer's depth, it is the same surface going on (a slope, a ramp) and the layer holds
+the pixel's own colour: a continuous surface then has no seams at slice boundaries
+(measured: a filled band showed there as a light streak along each boundary on a
+photo with a smooth depth map). Farther in front it is an occluder, and the layer's
+own colours are continued into the hole by normalised convolution (a push-pull
+pyramid: each level's holes take the coverage-weighted average of the level below).
+The accumulated colour is finally divided by the accumulated alpha, so a seam where two
+layers' blurred edges meet does not darken.
 
 Everything but the blurs and the composite depends only on the image and the depth
 map, and is computed once per render (see :func:`layers`).
@@ -35,6 +39,8 @@ import cv2
 import numpy as np
 
 from focusgraph.nodes._memo import last_for
+
+_SURFACE = 2.0  # in slice widths: a nearer pixel this close in depth continues the layer's surface
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ def layers(values: np.ndarray, depth: np.ndarray, slices: int) -> list[Layer]:
     Memoised on the identity of both arrays: a render builds them once.
     """
     labels, depths = slice_labels(depth, slices)
+    low, high = float(depth.min()), float(depth.max())
     count = len(depths)
     height, width = labels.shape
     # behind[p]: the farther slice whose pixels are nearest to p (-1 for the farthest slice's pixels).
@@ -126,8 +133,13 @@ def layers(values: np.ndarray, depth: np.ndarray, slices: int) -> list[Layer]:
         hole = behind == index
         rgba = np.zeros((height, width, 4), np.float32)
         if hole.any():
-            fill = push_pull_fill(values, own.astype(np.float32))
-            rgba[hole, :3] = fill[hole]
+            # A nearer pixel within two slice widths is the same surface going on (a slope):
+            # the layer takes its real colour there. Farther in front it is an occluder: fill.
+            rgba[hole, :3] = values[hole]
+            occluded = hole & (depth < depths[index] - _SURFACE * (high - low) / slices)
+            if occluded.any():
+                fill = push_pull_fill(values, own.astype(np.float32))
+                rgba[occluded, :3] = fill[occluded]
         rgba[own, :3] = values[own]
         rgba[..., 3] = own | hole
         rows, cols = np.flatnonzero((own | hole).any(axis=1)), np.flatnonzero((own | hole).any(axis=0))

@@ -29,10 +29,10 @@ near edge does not bleed into the blurred background behind it and a blurred nea
 object spreads over what is behind it (see :mod:`focusgraph.nodes._layered`). The slices
 depend only on the image and the depth map and are built once per render; a frame with
 another ``focus`` or ``aperture`` (a focus pull) costs only the blurs and the composite
-(about 0.2-0.4 s per 1080p frame for 8 slices on two cores). ``depth`` and ``mask`` cannot
-be combined (a ``GraphValidationError`` on ``inputs.mask``); every ``kind`` works with
-``depth``. ``noise_removed`` is then the mean over the slices weighted by their share of
-the image.
+(measured 0.3-0.6 s per 1080p frame for 8 slices on a busy two-core machine; building
+the slices once: 2-3 s). ``depth`` and ``mask`` cannot be combined (a
+``GraphValidationError`` on ``inputs.mask``); every ``kind`` works with ``depth``.
+``noise_removed`` is then the mean over the slices weighted by their share of the image.
 """
 
 from __future__ import annotations

@@ -65,6 +65,22 @@ def test_blur_grows_with_distance_from_the_focal_plane_on_both_sides(kind: str) 
     assert kept[0] < 0.3 and kept[7] < 0.3
 
 
+def test_a_sloping_surface_has_no_seams_at_slice_boundaries() -> None:
+    """A layer holds the real pixels of the next slice of a slope, not a fill from elsewhere.
+
+    Filled, each boundary showed as a light streak: the fill averaged in the bright upper half.
+    """
+    height, width = 200, 400
+    image = np.full((height, width, 3), 40, np.uint8)
+    image[:60] = 250  # bright sky over a dark hill
+    y, x = np.mgrid[0:height, 0:width]
+    depth = np.clip(x / width * 0.8 + y / height * 0.2, 0, 1).astype(np.float32)  # a diagonal slope
+    out = depth_blur(image, depth, focus=1.0, aperture=20.0)["image"]
+    assert isinstance(out, np.ndarray)
+    hill = out[60 + 2 * 20 + 4 :]  # beyond the reach of the sky's blur
+    assert np.abs(hill.astype(int) - 40).max() <= 1
+
+
 # ------------------------------------------------------------------- near object, far scene
 
 SHAPE = (300, 480)
