@@ -67,6 +67,7 @@ class Rendered:
             self.frames = [cv2.cvtColor(cv2.imread(str(self.out)), cv2.COLOR_BGR2RGB)]
         height, width = self.frames[0].shape[:2]
         self.photo = photo[:height, :width]
+        assert self.photo.shape == self.frames[0].shape
         self.interior, self.background = regions(reference_alpha(name, (height, width)))
 
     def sharpness(self, frame: np.ndarray) -> float:
@@ -152,7 +153,15 @@ def check_parallax_reveal(clip: Rendered) -> None:
     assert np.hypot(*(near - subject_if_flat)) > 0.01 * width
 
 
+def check_portrait_bokeh(clip: Rendered) -> None:
+    (still,) = clip.frames
+    assert still.shape == clip.photo.shape  # a still keeps odd sizes
+    assert clip.sharpness(still) < 0.8
+    assert psnr(still, clip.photo, clip.interior) > 33  # JPEG at quality 95
+
+
 CHECKS: dict[str, tuple[str, list[str], Callable[[Rendered], None]]] = {
+    "portrait-bokeh": (".jpg", [], check_portrait_bokeh),
     "focus-pull-push-in": (".mp4", ["--set", "duration=1"], check_focus_pull_push_in),
     "parallax-reveal": (".mp4", ["--set", "duration=1"], check_parallax_reveal),
     "rack-focus": (".mp4", ["--set", "duration=1"], check_rack_focus),
