@@ -64,6 +64,10 @@ from focusgraph.graph.scheduler import Evaluator
 from focusgraph.nodes.composite import over
 from focusgraph.presets import find_preset
 
+# The halo metric is shared with the blur tests (tests/metrics.py), so both measure alike.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from metrics import abs_error, halo_errors, halo_regions
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "testdata" / "photos"
 OUT = ROOT / "benchmarks" / "out"
@@ -90,8 +94,6 @@ TARGETS = {
     "clearing": 0.40,
 }
 BAND = 0.02  # edge band half-width, interior erosion and background dilation: fraction of the longer side
-RING = (3.0, 40.0)  # halo ring, px outside the subject
-FAR = 80.0  # far region, px from the subject
 
 
 # --------------------------------------------------------------------------- masks and regions
@@ -143,14 +145,6 @@ class Regions:
         return cls(interior, background, sharpness(photo, background))
 
 
-def halo_regions(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ring ``RING`` px outside the subject (alpha > 0.02) and the region farther than ``FAR``."""
-    outside = (alpha <= 0.02).astype(np.uint8)
-    distance = cv2.distanceTransform(outside, cv2.DIST_L2, 5)
-    ring = (distance >= RING[0]) & (distance <= RING[1])
-    return ring, distance > FAR
-
-
 # --------------------------------------------------------------------------- image metrics
 
 
@@ -170,24 +164,6 @@ def psnr(image: np.ndarray, reference: np.ndarray, region: np.ndarray) -> float:
     error = (image.astype(np.float64) - reference.astype(np.float64))[region]
     mse = float((error**2).mean())
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def abs_error(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per-pixel mean over RGB of the absolute difference, float32 (H, W)."""
-    return np.abs(image.astype(np.float32) - reference.astype(np.float32)).mean(axis=2)
-
-
-def halo_errors(image: np.ndarray, blurred_background: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
-    """Mean error against the blurred background in the ring around the subject, and far from it."""
-    ring, far = halo_regions(alpha)
-    error = abs_error(image, blurred_background)
-    return float(error[ring].mean()), float(error[far].mean())
-
-
-def halo_ratio(image: np.ndarray, blurred_background: np.ndarray, alpha: np.ndarray) -> float:
-    """Mean error in the ring around the subject over mean error far from it (1.0 = no halo)."""
-    ring, far = halo_errors(image, blurred_background, alpha)
-    return ring / max(far, 1e-6)
 
 
 def in_range_fraction(values: list[float], transition: list[bool]) -> float:
