@@ -7,6 +7,18 @@ about formats. :class:`AtomicWriter` is the temporary-file-then-rename part it s
 with :class:`StillWriter`; :class:`SequenceWriter` does the same with a folder.
 Every writer gets a ``prepare`` function from the node that checks and reframes
 each frame.
+
+Overlap with the encoder: :class:`VideoWriter` does not write to ffmpeg's pipe in the
+render thread. :meth:`VideoWriter.write` hands the frame to a writer thread
+(:class:`FrameFeeder`) through a queue of :data:`QUEUE_FRAMES` frames and returns; the
+thread does the blocking ``stdin.write`` (which releases the GIL), so the next frame is
+computed while ffmpeg takes this one. At most ``QUEUE_FRAMES + 1`` frames are held
+(queued, plus the one being written), whatever the clip's length. The frame is handed
+over without a copy: the arrays reaching an output node are fresh results of a node (or
+read-only arrays reused as they are) that nothing mutates later, and a node that
+recycled its output buffer in place would break that contract for every writer. Errors
+of the thread surface, with the same messages as a write in the render thread would
+give, on the next :meth:`VideoWriter.write` or at :meth:`VideoWriter.commit`.
 """
 
 from __future__ import annotations
@@ -14,12 +26,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import re
 import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 import weakref
 from collections.abc import Callable
 from fractions import Fraction
@@ -36,6 +51,11 @@ from focusgraph.graph.node import FrameContext, Timeline, Writer
 STDERR_TAIL_LINES = 6
 ABORT_WAIT_SECONDS = 5.0
 FFMPEG_CHECK_SECONDS = 20.0
+#: Frames waiting in the queue of a :class:`VideoWriter`'s writer thread (one more may be
+#: being written). 0 writes in the render thread, without overlap (for benchmarks).
+QUEUE_FRAMES = 2
+#: How long a blocked hand-over or join waits between checks of the writer thread.
+POLL_SECONDS = 0.1
 _FIX = "reinstall imageio-ffmpeg or set IMAGEIO_FFMPEG_EXE to a working ffmpeg"
 
 #: Image formats of :func:`encode_image`.
@@ -148,6 +168,130 @@ def discard(temp: Path, processes: list[subprocess.Popen[bytes]]) -> None:
         temp.unlink()
 
 
+class FrameFeeder:
+    """Writes frames to a pipe from a daemon thread fed through a bounded queue.
+
+    The thread holds no reference to the writer that owns it, so a writer dropped
+    without ``commit`` or ``abort`` is still finalized (its finalizer calls
+    :meth:`stop`). After a failed write the thread keeps taking (and dropping) queued
+    frames until it is stopped, so a hand-over never waits on a dead thread.
+
+    Parameters
+    ----------
+    pipe : IO[bytes]
+        The pipe (ffmpeg's stdin). The feeder never closes it.
+    depth : int
+        Frames the queue holds; 0 writes synchronously in the calling thread.
+
+    Attributes
+    ----------
+    error : BaseException or None
+        The exception of the first failed write.
+    failed_frame : int or None
+        Index of the frame whose write failed.
+    """
+
+    def __init__(self, pipe: IO[bytes], depth: int) -> None:
+        self.pipe = pipe
+        self.error: BaseException | None = None
+        self.failed_frame: int | None = None
+        self.stopping = False
+        self.queue: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue(max(depth, 1))
+        self.thread: threading.Thread | None = None
+        if depth > 0:
+            self.thread = threading.Thread(target=self._run, name="focusgraph-ffmpeg-feeder", daemon=True)
+            self.thread.start()
+
+    def _write(self, frame: int, image: np.ndarray) -> None:
+        try:
+            self.pipe.write(image.data)
+        except BaseException as error:  # reported to the render thread
+            self.failed_frame = frame
+            self.error = error
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None or self.stopping:
+                return
+            if self.error is None:
+                self._write(*item)
+            del item  # do not hold the frame while waiting for the next one
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread runs (always false for a synchronous feeder)."""
+        return self.thread is not None and self.thread.is_alive()
+
+    def put(self, frame: int, image: np.ndarray) -> bool:
+        """Hand ``image`` (C-contiguous, never mutated afterwards) over; wait while the queue is full.
+
+        Returns
+        -------
+        bool
+            False if a write has failed (this frame is dropped; see :attr:`error`).
+        """
+        if self.error is not None:
+            return False
+        if self.thread is None:
+            self._write(frame, image)
+            return self.error is None
+        while True:
+            try:
+                self.queue.put((frame, image), timeout=POLL_SECONDS)
+                return self.error is None
+            except queue.Full:
+                if self.error is not None or not self.thread.is_alive():
+                    return False
+
+    def finish(self) -> bool:
+        """Wait until every queued frame is written and the thread has ended.
+
+        Returns
+        -------
+        bool
+            False if a write failed (see :attr:`error`).
+        """
+        if self.thread is not None:
+            while self.thread.is_alive():
+                with contextlib.suppress(queue.Full):
+                    self.queue.put(None, timeout=POLL_SECONDS)
+                    break
+            while self.thread.is_alive():  # a loop of short joins: Ctrl-C gets through
+                self.thread.join(POLL_SECONDS)
+        return self.error is None
+
+    def stop(self, timeout: float = 0.0) -> bool:
+        """Make the thread drop what is queued and end; wait up to ``timeout`` seconds for it.
+
+        A write in progress is not interrupted: kill the reader of the pipe first.
+
+        Returns
+        -------
+        bool
+            Whether the thread has ended (it is a daemon thread: one that has not will
+            not hold up the interpreter's exit).
+        """
+        self.stopping = True
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(None)
+        if self.thread is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            self.thread.join(min(POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
+        return not self.thread.is_alive()
+
+
+def discard_video(temp: Path, processes: list[subprocess.Popen[bytes]], feeders: list[FrameFeeder]) -> None:
+    """Finalizer of a :class:`VideoWriter`: kill ffmpeg, stop the writer thread, remove ``temp``."""
+    for feeder in feeders:
+        feeder.stopping = True
+    discard(temp, processes)
+    for feeder in feeders:
+        feeder.stop()
+
+
 def temp_name(target: Path, extension: str = "") -> Path:
     """A fresh hidden name beside ``target``: ``.<name>.focusgraph-tmp-<random><extension>``."""
     return target.with_name(f".{target.name}.focusgraph-tmp-{secrets.token_hex(6)}{extension}")
@@ -189,7 +333,9 @@ class AtomicWriter(Writer):
         self.processes: list[subprocess.Popen[bytes]] = []
         # last resort if the writer is dropped (or the interpreter exits) without
         # commit or abort: kill ffmpeg and remove the temporary file
-        self.finalizer = weakref.finalize(self, discard, self.temp, self.processes)
+        self.finalizer: weakref.finalize[..., Any] = weakref.finalize(
+            self, discard, self.temp, self.processes
+        )
 
     def check_open(self) -> None:
         """Raise :class:`EncodeError` if the writer was already committed or aborted."""
@@ -239,7 +385,11 @@ class VideoWriter(AtomicWriter):
     """Streams frames as raw RGB into one ffmpeg process that writes the temporary file.
 
     ffmpeg is started on the first frame, whose size (after ``prepare``) fixes the
-    clip's size.
+    clip's size. The pipe is written by a :class:`FrameFeeder` thread, so that
+    :meth:`write` returns as soon as the frame is queued (at most :data:`QUEUE_FRAMES`
+    wait) and the renderer computes the next frame while ffmpeg takes this one. The
+    frame is not copied: it must not be modified after :meth:`write` (arrays that
+    nodes return are fresh or read-only).
 
     Parameters
     ----------
@@ -279,7 +429,11 @@ class VideoWriter(AtomicWriter):
         self.size: tuple[int, int] | None = None  # (width, height) of the frames sent
         self.frames = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self.feeder: FrameFeeder | None = None
+        self.feeders: list[FrameFeeder] = []  # seen by the finalizer, which must not hold self
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in release)
+        self.finalizer.detach()
+        self.finalizer = weakref.finalize(self, discard_video, self.temp, self.processes, self.feeders)
 
     def command(self, width: int, height: int) -> list[str]:
         """The ffmpeg command line for frames of ``width`` x ``height``."""
@@ -296,7 +450,17 @@ class VideoWriter(AtomicWriter):
         ]  # fmt: skip
 
     def write(self, inputs: dict[str, Any], ctx: FrameContext) -> None:
-        """Prepare one frame and send it to ffmpeg (started on the first frame)."""
+        """Prepare one frame and queue it for ffmpeg (started on the first frame).
+
+        Waits only while :data:`QUEUE_FRAMES` frames are already queued.
+
+        Raises
+        ------
+        EncodeError
+            If the frame is invalid or changes size, if ffmpeg cannot start, or if ffmpeg
+            has stopped (this frame or an earlier one could not be written); the
+            writer is aborted first.
+        """
         self.check_open()
         try:
             image = self.prepare(inputs, ctx)
@@ -318,34 +482,53 @@ class VideoWriter(AtomicWriter):
             except OSError as error:
                 raise self.fail(f"cannot start ffmpeg: {error}") from error
             self.processes.append(self.process)
+            assert self.process.stdin is not None
+            self.feeder = FrameFeeder(self.process.stdin, QUEUE_FRAMES)
+            self.feeders.append(self.feeder)
         elif self.size != (width, height):
             clip_w, clip_h = self.size or (0, 0)
             raise self.fail(
                 f"frame {ctx.frame} is {width}x{height} but the clip is {clip_w}x{clip_h} "
                 "(after the even crop); every frame must have the same size"
             )
-        process = self.process
-        assert process.stdin is not None
-        try:
-            if process.poll() is not None:
-                raise BrokenPipeError("ffmpeg exited")
-            process.stdin.write(np.ascontiguousarray(image).data)
-        except OSError as error:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(ABORT_WAIT_SECONDS)
-            raise self.fail(
-                f"ffmpeg stopped while writing '{self.target}' at frame {ctx.frame}: "
-                f"{ending(process.returncode)}{stderr_tail(self.log)}"
-            ) from error
+        feeder = self.feeder
+        assert feeder is not None
+        if feeder.error is None and self.process.poll() is not None:
+            raise self.stopped(ctx.frame, BrokenPipeError("ffmpeg exited"))
+        # a view of the frame when it is contiguous (nothing modifies it later), else a copy
+        if not feeder.put(ctx.frame, np.ascontiguousarray(image)):
+            raise self.stopped(feeder.failed_frame, feeder.error)
         self.frames += 1
 
+    def stopped(self, frame: int | None, error: BaseException | None) -> EncodeError:
+        """Abort after a failed write of ``frame``; return the error to raise (chained to ``error``).
+
+        The message tells how ffmpeg ended (it is given a few seconds to exit) and the
+        tail of its log.
+        """
+        if self.done:  # aborted (from another thread) while this frame waited in the queue
+            return EncodeError(f"the writer of '{self.target}' is already closed")
+        process = self.process
+        assert process is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(ABORT_WAIT_SECONDS)
+        failure = self.fail(
+            f"ffmpeg stopped while writing '{self.target}' at frame {frame}: "
+            f"{ending(process.returncode)}{stderr_tail(self.log)}"
+        )
+        failure.__cause__ = error
+        return failure
+
     def commit(self) -> Path:
-        """Finish the file, check ffmpeg's exit status and move the file into place."""
+        """Write the queued frames, finish the file, check ffmpeg's exit status and move it into place."""
         self.check_open()
         process = self.process
         if process is None:
             raise self.fail(f"no frames were written to '{self.target}'")
-        assert process.stdin is not None
+        feeder = self.feeder
+        assert process.stdin is not None and feeder is not None
+        if not feeder.finish():
+            raise self.stopped(feeder.failed_frame, feeder.error)
         with contextlib.suppress(OSError):  # ffmpeg died: the exit status tells why
             process.stdin.close()
         code = process.wait()
@@ -356,11 +539,22 @@ class VideoWriter(AtomicWriter):
         return self.finish()
 
     def release(self) -> None:
-        """Stop ffmpeg if it still runs (terminate, then kill) and close the log."""
+        """Stop ffmpeg and the writer thread promptly, then close the pipe and the log.
+
+        With the writer thread idle, ffmpeg's input is closed and ffmpeg gets
+        :data:`ABORT_WAIT_SECONDS` to exit; while the thread may be blocked in a write
+        (ffmpeg not reading), ffmpeg is terminated first, which ends the write. Either
+        way ffmpeg is killed if it does not exit in time, and the thread is joined with
+        a timeout (a daemon thread: it cannot hold up the interpreter's exit).
+        """
         process = self.process
+        feeder = self.feeder
         if process is not None:
-            if process.stdin is not None:
-                with contextlib.suppress(OSError):
+            busy = feeder is not None and not feeder.stop(POLL_SECONDS)
+            if busy and process.poll() is None:
+                process.terminate()  # the thread may be blocked in a write: end it first
+            elif process.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
                     process.stdin.close()
             if process.poll() is None:
                 process.terminate()
@@ -369,6 +563,9 @@ class VideoWriter(AtomicWriter):
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+            if busy and feeder is not None and feeder.stop(ABORT_WAIT_SECONDS) and process.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    process.stdin.close()  # the thread no longer writes: closing cannot block
         self.log.close()
 
 
