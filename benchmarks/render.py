@@ -15,21 +15,44 @@ floor, peer, ...):
   through the mask, encoded with the same settings. The command is printed and written
   to the JSON result (``docs/benchmarks.md`` shows it).
 
-Also reported: time to first frame (compile, segmentation and inpainting, in process) and
-frames/s. Medians over the runs; ratios render/floor and render/peer. Writes
+Also reported, per input:
+
+* **quality against the exact reference**: the same preset with
+  ``--set background.precision=exact`` (the blur's full-resolution exact kernel on every
+  frame) captured in process like the render's own frames; the minimum over frames of
+  the PSNR between the two (the images reaching the encoder, before encoding) and
+  whether every frame is at least 45 dB. Skipped, with a message, if the blur node has
+  no ``precision`` parameter.
+* **cold start**: wall time of a fresh ``python -c`` that imports focusgraph, compiles
+  the preset and evaluates frame 0 (models already provisioned: the capture ran first).
+* time to first frame (compile, segmentation and inpainting, in process) and frames/s.
+* with ``--serial``: the render again with the writer thread off
+  (``focusgraph.nodes._writers.QUEUE_FRAMES = 0``: compute and pipe writes alternate in
+  one thread), interleaved with the others, to measure what the overlap gives.
+
+Once per run of the script: **memory against clip length** (peak RSS of the render's
+process tree for ``--set duration=10`` against the default 5 s, on the shared photo at
+1080p: within 10%?) when 1080p is among the sizes, and with ``24mp`` among the sizes a
+single render of the shared photo scaled to 6000x4000 (wall time, peak RSS).
+
+Medians over the runs; ratios render/floor and render/peer. Writes
 ``benchmarks/out/render.json`` and ``benchmarks/out/render.md``.
 
-Usage: ``make bench`` or ``.venv/bin/python benchmarks/render.py [--sizes 1080p,4k] [--runs 3]``.
+Usage: ``make bench`` (1080p and 4K, 3 runs; 24 MP and the length check once) or
+``.venv/bin/python benchmarks/render.py [--sizes 1080p,4k,24mp] [--runs 3] [--serial]
+[--no-length-check]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +62,8 @@ import numpy as np
 from treememory import run_measured
 
 from focusgraph.graph import Evaluator
-from focusgraph.graph.compile import load_graph
+from focusgraph.graph.compile import CompiledGraph, load_graph
+from focusgraph.graph.errors import GraphValidationError
 from focusgraph.nodes._imagefile import fit_cover, read_rgb
 from focusgraph.nodes.encode import COLOR_TAGS, VIDEO_FILTER, frame_rate
 from focusgraph.presets import find_preset
@@ -48,8 +72,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "testdata" / "photos"
 OUT = ROOT / "benchmarks" / "out"
 FOCUSGRAPH = str(Path(sys.executable).with_name("focusgraph"))
-SIZES = {"1080p": (1920, 1080), "4k": (3840, 2160)}
+SIZES = {"1080p": (1920, 1080), "4k": (3840, 2160), "24mp": (6000, 4000)}
+#: Sizes rendered once, on the shared photo only, without floor, peer or reference.
+SINGLE_RUN_SIZES = frozenset({"24mp"})
 DURATION = 5.0
+#: The quality target: every frame within this PSNR of the exact reference render.
+PSNR_TARGET_DB = 45.0
+#: The override that asks the blur for its exact kernel at full resolution on every frame.
+EXACT = {"background": {"precision": "exact"}}
+#: Memory against clip length: the longer render's peak RSS over the default's must stay below this.
+LENGTH_RSS_LIMIT = 1.10
 
 
 def generated_photo(size: tuple[int, int], seed: int = 7) -> np.ndarray:
@@ -81,7 +113,10 @@ def make_inputs(folder: Path, size_names: list[str]) -> list[tuple[str, Path]]:
     real = read_rgb(PHOTOS / "girl-2.jpg")
     for name in size_names:
         size = SIZES[name]
-        for label, image in (("generated", generated_photo(size)), ("girl-2 scaled", fit_cover(real, size))):
+        images = [("girl-2 scaled", fit_cover(real, size))]
+        if name not in SINGLE_RUN_SIZES:
+            images.insert(0, ("generated", generated_photo(size)))
+        for label, image in images:
             path = folder / f"{label.replace(' ', '-')}-{name}.png"
             cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             inputs.append((f"{label} {name}", path))
@@ -96,31 +131,49 @@ def timed(command: list[str]) -> tuple[float, float]:
     return run.seconds, run.peak_total_mb
 
 
+def preset_graph(
+    photo: Path, folder: Path, overrides: dict[str, dict[str, Any]] | None = None
+) -> CompiledGraph:
+    """The rack-focus preset compiled on ``photo`` (its output is never written)."""
+    preset = find_preset("rack-focus")
+    assert preset is not None
+    values = {"image": str(photo), "output": str(folder / "unused.mp4")}
+    return load_graph(preset, values, overrides=overrides)
+
+
+def even(image: np.ndarray) -> np.ndarray:
+    """``image`` cropped to even sides, as the video writer sends it to ffmpeg."""
+    return np.ascontiguousarray(image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2])
+
+
+def evaluated(graph: CompiledGraph) -> Iterator[dict[str, dict[str, Any]]]:
+    """The outputs of every node, frame after frame."""
+    evaluator = Evaluator(graph)
+    for frame in range(graph.timeline.frame_count):
+        yield evaluator.run(graph.timeline.context(frame))
+
+
 def capture(photo: Path, folder: Path) -> dict[str, Any]:
     """Evaluate the preset in process: the frames it encodes (raw file), its mask, radii, first-frame time."""
     started = time.perf_counter()
-    preset = find_preset("rack-focus")
-    assert preset is not None
-    graph = load_graph(preset, {"image": str(photo), "output": str(folder / "unused.mp4")})
-    evaluator = Evaluator(graph)
+    graph = preset_graph(photo, folder)
     raw = folder / f"{photo.stem}.rgb"
     first_frame = 0.0
     radii = []
     with raw.open("wb") as frames:
-        for frame in range(graph.timeline.frame_count):
-            outputs = evaluator.run(graph.timeline.context(frame))
+        for frame, outputs in enumerate(evaluated(graph)):
             if frame == 0:
                 first_frame = time.perf_counter() - started
-            image = np.ascontiguousarray(outputs["film"]["image"])
-            frames.write(image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2].tobytes())
-            radii.append(float(outputs["focus"]["value"]) * max(image.shape[:2]))  # relative -> px
+            image = even(outputs["film"]["image"])
+            frames.write(image.tobytes())
+            radii.append(float(outputs["focus"]["value"]) * max(outputs["film"]["image"].shape[:2]))  # px
     mask = np.asarray(outputs["matte"]["mask"])
     mask_path = folder / f"{photo.stem}-mask.png"
     cv2.imwrite(str(mask_path), np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8))
     height, width = image.shape[:2]
     return {
         "raw": raw,
-        "size": (width // 2 * 2, height // 2 * 2),
+        "size": (width, height),
         "frames": graph.timeline.frame_count,
         "fps": graph.timeline.fps,
         "mask": mask_path,
@@ -129,6 +182,67 @@ def capture(photo: Path, folder: Path) -> dict[str, Any]:
         "crf": graph.nodes["clip"].params.crf,
         "preset": graph.nodes["clip"].params.preset,
     }
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two uint8 images (``inf`` if identical)."""
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def exact_reference(photo: Path, folder: Path, captured: dict[str, Any]) -> dict[str, Any]:
+    """PSNR of the captured (fast) frames against the exact reference render, frame by frame.
+
+    Returns ``{"skipped": reason}`` if the preset does not accept the exact override.
+    """
+    try:
+        graph = preset_graph(photo, folder, EXACT)
+    except GraphValidationError as error:
+        return {"skipped": f"no exact reference (--set background.precision=exact refused: {error})"}
+    width, height = captured["size"]
+    fast = np.memmap(captured["raw"], np.uint8, "r", shape=(captured["frames"], height, width, 3))
+    started = time.perf_counter()
+    values = [
+        psnr(even(outputs["film"]["image"]), fast[frame]) for frame, outputs in enumerate(evaluated(graph))
+    ]
+    seconds = time.perf_counter() - started
+    worst = min(range(len(values)), key=values.__getitem__)
+    return {
+        "min_psnr_db": values[worst],
+        "worst_frame": worst,
+        "all_frames_at_least_45_db": all(value >= PSNR_TARGET_DB for value in values),
+        "psnr_db": values,
+        "seconds": seconds,
+    }
+
+
+def cold_start_command(photo: Path, folder: Path) -> list[str]:
+    """A fresh interpreter: import focusgraph, compile the preset, evaluate frame 0, exit."""
+    script = f"""
+from focusgraph.graph import Evaluator
+from focusgraph.graph.compile import load_graph
+from focusgraph.presets import find_preset
+values = {{"image": {str(photo)!r}, "output": {str(folder / "unused.mp4")!r}}}
+graph = load_graph(find_preset("rack-focus"), values)
+Evaluator(graph).run(graph.timeline.context(0))
+"""
+    return [sys.executable, "-c", script]
+
+
+def render_command(photo: Path, out: Path, *extra: str, serial: bool = False) -> list[str]:
+    """``focusgraph render rack-focus``; with ``serial`` the video writer's thread is off."""
+    args = ["-q", "render", "rack-focus", "-i", str(photo), "-o", str(out), "--overwrite", *extra]
+    if not serial:
+        return [FOCUSGRAPH, *args]
+    script = (
+        "import sys\n"
+        "import focusgraph.nodes._writers as writers\n"
+        "writers.QUEUE_FRAMES = 0\n"
+        "from focusgraph.graph.entry import run\n"
+        f"sys.argv = ['focusgraph', *{args!r}]\n"
+        "run()\n"
+    )
+    return [sys.executable, "-c", script]
 
 
 def floor_command(captured: dict[str, Any], out: Path) -> list[str]:
@@ -182,16 +296,23 @@ def peer_command(photo: Path, captured: dict[str, Any], folder: Path, out: Path)
     ]  # fmt: skip
 
 
-def bench_input(label: str, photo: Path, folder: Path, runs: int) -> dict[str, Any]:
+def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) -> dict[str, Any]:
     """All measurements of one input."""
     captured = capture(photo, folder)
+    reference = exact_reference(photo, folder, captured)
+    if "skipped" in reference:
+        print(f"{label}: {reference['skipped']}", flush=True)
+    cold = run_measured(cold_start_command(photo, folder))
+    if cold.returncode != 0:
+        sys.exit(f"cold start failed: {cold.stderr.strip()[-500:]}")
     out = folder / "out.mp4"
-    render = [FOCUSGRAPH, "-q", "render", "rack-focus", "-i", str(photo), "-o", str(out), "--overwrite"]
     commands = {
-        "render": render,
+        "render": render_command(photo, out),
         "floor": floor_command(captured, out),
         "peer": peer_command(photo, captured, folder, out),
     }
+    if serial:
+        commands["render_serial"] = render_command(photo, out, serial=True)
     times: dict[str, list[float]] = {name: [] for name in commands}
     peaks: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
@@ -201,7 +322,7 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int) -> dict[str, A
             peaks[name].append(peak)
     median = {name: statistics.median(values) for name, values in times.items()}
     width, height = captured["size"]
-    return {
+    result = {
         "input": label,
         "size": f"{width}x{height}",
         "frames": captured["frames"],
@@ -213,47 +334,159 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int) -> dict[str, A
         "render_frames_per_second": round(captured["frames"] / median["render"], 1),
         "render_peak_rss_mb": round(max(peaks["render"])),
         "first_frame_seconds": round(captured["first_frame"], 2),
+        "cold_start_seconds": round(cold.seconds, 2),
+        "exact_reference": _rounded(reference),
         "peer_command": commands["peer"],
     }
+    if serial:
+        result["serial_over_render"] = round(median["render_serial"] / median["render"], 2)
+    return result
+
+
+def _rounded(reference: dict[str, Any]) -> dict[str, Any]:
+    """The reference result for JSON: dB to 0.01, identical frames (infinite PSNR) as null."""
+
+    def db(value: float) -> float | None:
+        return None if math.isinf(value) else round(value, 2)
+
+    if "skipped" in reference:
+        return reference
+    return {
+        **reference,
+        "min_psnr_db": db(reference["min_psnr_db"]),
+        "psnr_db": [db(value) for value in reference["psnr_db"]],
+        "seconds": round(reference["seconds"], 1),
+    }
+
+
+def length_check(photo: Path, folder: Path) -> dict[str, Any]:
+    """Peak RSS of the render's process tree for a 10 s clip against the default 5 s one."""
+    rows = {}
+    for seconds in (DURATION, 2 * DURATION):
+        out = folder / f"length-{seconds:g}s.mp4"
+        wall, peak = timed(render_command(photo, out, "--set", f"duration={seconds:g}"))
+        rows[f"{seconds:g}s"] = {"seconds": round(wall, 2), "peak_rss_mb": round(peak)}
+    ratio = rows[f"{2 * DURATION:g}s"]["peak_rss_mb"] / rows[f"{DURATION:g}s"]["peak_rss_mb"]
+    return {
+        "photo": photo.name,
+        **rows,
+        "ratio": round(ratio, 3),
+        "within_10_percent": ratio <= LENGTH_RSS_LIMIT,
+    }
+
+
+def single_run(label: str, photo: Path, folder: Path) -> dict[str, Any]:
+    """One render of a large input: wall time and peak RSS of its process tree."""
+    height, width = cv2.imread(str(photo), cv2.IMREAD_UNCHANGED).shape[:2]
+    wall, peak = timed(render_command(photo, folder / "large.mp4"))
+    return {
+        "input": label,
+        "size": f"{width}x{height}",
+        "seconds": round(wall, 2),
+        "peak_rss_mb": round(peak),
+    }
+
+
+def _db(reference: dict[str, Any]) -> tuple[str, str]:
+    """The min-PSNR and >= 45 dB cells."""
+    if "skipped" in reference:
+        return "skipped", "-"
+    value = reference["min_psnr_db"]
+    return ("inf" if value is None else f"{value:.2f}"), (
+        "yes" if reference["all_frames_at_least_45_db"] else "no"
+    )
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
     """The results table."""
+    serial = any("render_serial" in result["median_seconds"] for result in results)
     header = "| input | render (s) | floor (s) | peer (s) | render/floor | render/peer | frames/s |"
-    lines = [
-        header + " peak RSS (MB) | first frame (s) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    header += " peak RSS (MB) | first frame (s) | cold start (s) | min PSNR vs exact (dB) | all >= 45 dB |"
+    if serial:
+        header += " serial writer (s) | serial/render |"
+    lines = [header, "|" + " --- |" + " ---: |" * (header.count("|") - 2)]
     for result in results:
         median = result["median_seconds"]
-        lines.append(
+        psnr_cell, ok = _db(result["exact_reference"])
+        line = (
             f"| {result['input']} ({result['size']}) | {median['render']:.1f} | {median['floor']:.1f} | "
             f"{median['peer']:.1f} | {result['render_over_floor']:.2f} | {result['render_over_peer']:.2f} | "
             f"{result['render_frames_per_second']:.1f} | {result['render_peak_rss_mb']} | "
-            f"{result['first_frame_seconds']:.2f} |"
+            f"{result['first_frame_seconds']:.2f} | {result['cold_start_seconds']:.2f} | {psnr_cell} | {ok} |"
         )
+        if serial:
+            if "render_serial" in median:
+                line += f" {median['render_serial']:.1f} | {result['serial_over_render']:.2f} |"
+            else:
+                line += " - | - |"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def extra_markdown(length: dict[str, Any] | None, large: list[dict[str, Any]]) -> str:
+    """The tables of the once-per-run checks (memory against length, 24 MP)."""
+    parts = []
+    if length is not None:
+        short, long = f"{DURATION:g}s", f"{2 * DURATION:g}s"
+        parts.append(
+            f"Memory against clip length ({length['photo']}):\n\n"
+            "| clip | render (s) | peak RSS (MB) |\n| --- | ---: | ---: |\n"
+            f"| {short} | {length[short]['seconds']:.1f} | {length[short]['peak_rss_mb']} |\n"
+            f"| {long} | {length[long]['seconds']:.1f} | {length[long]['peak_rss_mb']} |\n\n"
+            f"{long}/{short} peak RSS: {length['ratio']:.3f} "
+            f"({'within' if length['within_10_percent'] else 'NOT within'} 10%)"
+        )
+    if large:
+        rows = "\n".join(
+            f"| {run['input']} ({run['size']}) | {run['seconds']:.1f} | {run['peak_rss_mb']} |"
+            for run in large
+        )
+        parts.append("One run:\n\n| input | render (s) | peak RSS (MB) |\n| --- | ---: | ---: |\n" + rows)
+    return "\n\n".join(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1080p,4k", help="comma-separated: 1080p, 4k")
+    parser.add_argument("--sizes", default="1080p,4k,24mp", help="comma-separated: 1080p, 4k, 24mp (one run)")
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs per input (median)")
+    parser.add_argument(
+        "--serial", action="store_true", help="also time the render without the writer thread"
+    )
+    parser.add_argument("--no-length-check", action="store_true", help="skip the 10 s vs 5 s memory check")
     args = parser.parse_args()
     sizes = [name.strip().lower() for name in args.sizes.split(",") if name.strip()]
-    results = []
+    unknown = sorted(set(sizes) - set(SIZES))
+    if unknown:
+        parser.error(f"unknown size {', '.join(unknown)}; known: {', '.join(SIZES)}")
+    results: list[dict[str, Any]] = []
+    large: list[dict[str, Any]] = []
+    length: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="focusgraph-bench-render-") as tmp:
         folder = Path(tmp)
-        for label, photo in make_inputs(folder, sizes):
-            result = bench_input(label, photo, folder, args.runs)
+        inputs = make_inputs(folder, sizes)
+        for label, photo in inputs:
+            if label.split()[-1] in SINGLE_RUN_SIZES:
+                large.append(single_run(label, photo, folder))
+                print(
+                    f"{label}: {large[-1]['seconds']:.1f} s, peak RSS {large[-1]['peak_rss_mb']} MB",
+                    flush=True,
+                )
+                continue
+            result = bench_input(label, photo, folder, args.runs, args.serial)
             results.append(result)
             print(markdown([result]).splitlines()[-1], flush=True)
-    table = markdown(results)
-    print("\n" + table)
-    print("\npeer command (last input):\n" + " ".join(results[-1]["peer_command"]))
+        if "1080p" in sizes and not args.no_length_check:
+            length = length_check(dict(inputs)["girl-2 scaled 1080p"], folder)
+    table = markdown(results) if results else ""
+    extra = extra_markdown(length, large)
+    report = "\n\n".join(part for part in (table, extra) if part)
+    print("\n" + report)
+    if results:
+        print("\npeer command (last input):\n" + " ".join(results[-1]["peer_command"]))
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "render.json").write_text(json.dumps(results, indent=2) + "\n")
-    (OUT / "render.md").write_text(table + "\n")
+    document = {"inputs": results, "length_check": length, "single_runs": large}
+    (OUT / "render.json").write_text(json.dumps(document, indent=2) + "\n")
+    (OUT / "render.md").write_text(report + "\n")
 
 
 if __name__ == "__main__":

@@ -541,19 +541,18 @@ class VideoWriter(AtomicWriter):
     def release(self) -> None:
         """Stop ffmpeg and the writer thread promptly, then close the pipe and the log.
 
-        With the writer thread idle, ffmpeg's input is closed and ffmpeg gets
-        :data:`ABORT_WAIT_SECONDS` to exit; while the thread may be blocked in a write
-        (ffmpeg not reading), ffmpeg is terminated first, which ends the write. Either
-        way ffmpeg is killed if it does not exit in time, and the thread is joined with
-        a timeout (a daemon thread: it cannot hold up the interpreter's exit).
+        The thread is told to stop. If it ends at once (it was idle), ffmpeg's input is
+        closed. ffmpeg, if still running, is then terminated (which also ends a write
+        the thread is blocked in, ffmpeg not reading) and killed if it has not exited
+        after :data:`ABORT_WAIT_SECONDS`. A thread that was busy is joined with a timeout
+        before the pipe is closed (closing waits for a write in progress); it is a daemon
+        thread, so one that never ends cannot hold up the interpreter's exit.
         """
         process = self.process
         feeder = self.feeder
         if process is not None:
-            busy = feeder is not None and not feeder.stop(POLL_SECONDS)
-            if busy and process.poll() is None:
-                process.terminate()  # the thread may be blocked in a write: end it first
-            elif process.stdin is not None:
+            idle = feeder is None or feeder.stop(POLL_SECONDS)
+            if idle and process.stdin is not None:
                 with contextlib.suppress(OSError, ValueError):
                     process.stdin.close()
             if process.poll() is None:
@@ -563,9 +562,14 @@ class VideoWriter(AtomicWriter):
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-            if busy and feeder is not None and feeder.stop(ABORT_WAIT_SECONDS) and process.stdin is not None:
+            if (
+                not idle
+                and feeder is not None
+                and feeder.stop(ABORT_WAIT_SECONDS)
+                and process.stdin is not None
+            ):
                 with contextlib.suppress(OSError, ValueError):
-                    process.stdin.close()  # the thread no longer writes: closing cannot block
+                    process.stdin.close()
         self.log.close()
 
 
