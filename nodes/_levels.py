@@ -26,8 +26,11 @@ from collections.abc import Callable, Hashable
 import cv2
 import numpy as np
 
-_FINE = (0.25, 0.5, 0.51, 0.52, 0.54, 0.57, 0.61, 0.66, 0.72, 0.79, 0.87, 0.94, 1.0)
-_RATIO_SMALL, _SWITCH, _RATIO_LARGE = 1.15, 12.0, 1.3
+# Below 2.5 px: dense just above 0.5 and a rung on each kink of the disc kernel (where
+# the disc's rim reaches the pixels at distance d: r = d - 0.5 for d = 1, sqrt 2, 2, ...).
+_FINE = (0.25, 0.5, 0.505, 0.51, 0.52, 0.54, 0.57, 0.61, 0.66, 0.72, 0.79, 0.85, 0.9142, 0.96, 1.0)
+_FINE += (1.1, 1.2, 1.32, 1.5, 1.62, 1.7361, 1.87, 2.0, 2.1, 2.2, 2.3284, 2.5, 2.6623, 2.85, 3.1056, 3.3, 3.5)
+_RATIO_SMALL, _SWITCH, _RATIO_LARGE = 1.12, 12.0, 1.2
 _TOP = 4000.0  # beyond any radius a Blur accepts (2000 px, or a fraction of a side)
 
 
@@ -79,53 +82,105 @@ class Levels:
         self._sources: tuple[weakref.ref[np.ndarray], ...] = ()
         self._settings: Hashable = None
         self._levels: OrderedDict[float, np.ndarray] = OrderedDict()
+        self._last: list[tuple[float, np.ndarray]] = []  # the previous call's radius and result
 
     def __len__(self) -> int:
         return len(self._levels)
 
-    def holds(self, sources: tuple[np.ndarray, ...], settings: Hashable) -> bool:
-        """Whether these are the very sources (and equal settings) the levels were made for."""
+    def blur(
+        self,
+        sources: tuple[np.ndarray, ...],
+        settings: Hashable,
+        radius: float,
+        compute: Callable[[float], np.ndarray],
+        direct: Callable[[float, bool], np.ndarray],
+    ) -> np.ndarray:
+        """The sources blurred by ``radius`` px as uint8: two bracketing levels blended.
+
+        Parameters
+        ----------
+        sources : tuple of ndarray
+            The arrays the blur depends on, compared by identity with the previous call's.
+        settings : hashable
+            Everything else the blur depends on (except the radius), compared by value.
+        radius : float
+            Blur radius in pixels.
+        compute : callable
+            ``compute(rung)``: a missing level, the sources blurred by ``rung`` px.
+        direct : callable
+            ``direct(radius, first)``: the sources blurred without levels, used on the first
+            call for these sources (``first``; levels would cost two blurs for what may be
+            a single frame) and when neither level is cached and the radius moved by more
+            than one rung since the previous call (a fast sweep).
+
+        Returns
+        -------
+        ndarray
+            The blur; the same radius asked again returns the same array. It may be a
+            cached level itself: do not modify it.
+        """
+        if not self._holds(sources, settings):
+            self._reset(sources, settings)
+            return self._keep(radius, direct(radius, True))
+        last = self._last[0][0]
+        if radius == last:
+            return self._last[0][1]
+        lo, hi, weight = bracket(radius)
+        if weight <= 1.0 / 512:  # the blend would round to the level itself
+            return self._keep(radius, self._level(lo, compute))
+        if weight >= 1.0 - 1.0 / 512:
+            return self._keep(radius, self._level(hi, compute))
+        jumped = abs(_position(radius) - _position(last)) > 1
+        if jumped and lo not in self._levels and hi not in self._levels:
+            return self._keep(radius, direct(radius, False))
+        low = self._level(lo, compute)
+        high = self._level(hi, compute)
+        return self._keep(radius, cv2.addWeighted(low, 1.0 - weight, high, weight, 0.0))
+
+    def _holds(self, sources: tuple[np.ndarray, ...], settings: Hashable) -> bool:
+        """Whether these are the very sources (and equal settings) of the previous call."""
         return (
             bool(self._sources)
+            and bool(self._last)
             and len(self._sources) == len(sources)
             and all(kept() is source for kept, source in zip(self._sources, sources, strict=True))
             and self._settings == settings
         )
 
-    def reset(self, sources: tuple[np.ndarray, ...], settings: Hashable) -> None:
+    def _reset(self, sources: tuple[np.ndarray, ...], settings: Hashable) -> None:
         """Drop every level and remember ``sources`` (weakly) and ``settings`` for the next ones."""
         self._levels.clear()
-        levels = self._levels  # the callback must not keep ``self`` (or a source) alive
-        self._sources = tuple(weakref.ref(source, lambda _: levels.clear()) for source in sources)
+        self._last.clear()
+        levels, last = self._levels, self._last  # the callback must not keep ``self`` alive
+
+        def forget(_: object) -> None:
+            levels.clear()
+            last.clear()
+
+        self._sources = tuple(weakref.ref(source, forget) for source in sources)
         self._settings = settings
 
-    def level(self, radius: float, compute: Callable[[float], np.ndarray]) -> np.ndarray:
-        """The level at rung ``radius``, computed by ``compute(radius)`` unless cached."""
-        found = self._levels.get(radius)
+    def _keep(self, radius: float, result: np.ndarray) -> np.ndarray:
+        self._last[:] = [(radius, result)]
+        return result
+
+    def _level(self, rung: float, compute: Callable[[float], np.ndarray]) -> np.ndarray:
+        """The level at ``rung``, computed by ``compute(rung)`` unless cached."""
+        found = self._levels.get(rung)
         if found is not None:
-            self._levels.move_to_end(radius)
+            self._levels.move_to_end(rung)
             return found
         while len(self._levels) >= self.capacity:
             self._levels.popitem(last=False)
-        made = compute(radius)
+        made = compute(rung)
         self.computed += 1
-        self._levels[radius] = made
+        self._levels[rung] = made
         return made
 
-    def blend(self, radius: float, compute: Callable[[float], np.ndarray]) -> np.ndarray:
-        """The image blurred by ``radius``: the two bracketing levels blended (uint8).
 
-        ``compute(rung)`` makes a missing level: the source blurred by ``rung`` as uint8.
-        The result may be a cached level itself (a radius on a rung): do not modify it.
-        """
-        lo, hi, weight = bracket(radius)
-        if weight <= 1.0 / 512:  # the blend would round to the level itself
-            return self.level(lo, compute)
-        if weight >= 1.0 - 1.0 / 512:
-            return self.level(hi, compute)
-        low = self.level(lo, compute)
-        high = self.level(hi, compute)
-        return cv2.addWeighted(low, 1.0 - weight, high, weight, 0.0)
+def _position(radius: float) -> int:
+    """Index of the ladder's interval holding ``radius``."""
+    return bisect.bisect_right(LADDER, radius)
 
 
 def rung_count(low: float, high: float) -> int:
