@@ -214,5 +214,8 @@ def value_at(keys: list[Key], time: float, space: Space = LINEAR) -> float:
             if eased == 1.0:
                 return end.value
             low, high = space.forward(start.value), space.forward(end.value)
-            return space.inverse(low + (high - low) * eased)
+            value = space.inverse(low + (high - low) * eased)
+            if space.bounded:  # the mapping loses digits near its ends: stay between the keys
+                value = min(max(value, min(start.value, end.value)), max(start.value, end.value))
+            return value
     return keys[-1].value
