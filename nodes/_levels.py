@@ -28,7 +28,23 @@ import numpy as np
 
 # Below 2.5 px: dense just above 0.5 and a rung on each kink of the disc kernel (where
 # the disc's rim reaches the pixels at distance d: r = d - 0.5 for d = 1, sqrt 2, 2, ...).
-_FINE = (0.25, 0.5, 0.505, 0.51, 0.52, 0.54, 0.57, 0.61, 0.66, 0.72, 0.79, 0.85, 0.9142, 0.96, 1.0)
+_FINE: tuple[float, ...] = (
+    0.25,
+    0.5,
+    0.505,
+    0.51,
+    0.52,
+    0.54,
+    0.57,
+    0.61,
+    0.66,
+    0.72,
+    0.79,
+    0.85,
+    0.9142,
+    0.96,
+    1.0,
+)
 _FINE += (1.1, 1.2, 1.32, 1.5, 1.62, 1.7361, 1.87, 2.0, 2.1, 2.2, 2.3284, 2.5, 2.6623, 2.85, 3.1056, 3.3, 3.5)
 _RATIO_SMALL, _SWITCH, _RATIO_LARGE = 1.12, 12.0, 1.2
 _TOP = 4000.0  # beyond any radius a Blur accepts (2000 px, or a fraction of a side)
