@@ -12,8 +12,8 @@ full-size uint8 image) whatever the length of the clip.
 The ladder was chosen by measurement (``Blur`` documents the accuracy): blending two
 levels in sRGB is accurate where the blur changes smoothly with the radius, so the rungs
 are dense just above 0.5 px (a disc blur starts there, and a highlight spread onto a dark
-neighbour changes its sRGB level fastest), then geometric with ratio 1.15 up to 12 px and
-1.3 beyond (large blurs change slowly relative to their radius).
+neighbour changes its sRGB level fastest), then geometric with ratio 1.12 up to 12 px and
+1.2 beyond (large blurs change slowly relative to their radius).
 """
 
 from __future__ import annotations
