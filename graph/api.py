@@ -26,6 +26,7 @@ from focusgraph.graph.document import GraphDocument, InputSpec, load_document
 from focusgraph.graph.preview import contact_sheet, evaluate_frames
 from focusgraph.graph.registry import Registry, build_registry, default_registry
 from focusgraph.graph.scheduler import ProgressCallback, render
+from focusgraph.graph.store import NodeStore
 
 Bindings = Mapping[str, Any]
 
@@ -106,6 +107,7 @@ class Graph:
         overwrite: bool = False,
         progress: ProgressCallback | None = None,
         on_message: Callable[[str], None] | None = None,
+        cache: bool = True,
     ) -> list[Path]:
         """Render the graph to its outputs, fetching missing models first.
 
@@ -119,6 +121,9 @@ class Graph:
             Called as ``progress(done, total)`` after every frame (and once with 0).
         on_message : callable, optional
             Receives model-provisioning messages (a first render downloads models).
+        cache : bool
+            Keep slow time-invariant results (segmentation, inpainting) on disk and reuse
+            them when the same photo is rendered again (:mod:`focusgraph.graph.store`).
 
         Returns
         -------
@@ -127,7 +132,8 @@ class Graph:
         """
         compiled = self.compile(bindings)
         provision(compiled, on_message)
-        return render(compiled, overwrite=overwrite, progress=progress)
+        store = NodeStore.default() if cache else None
+        return render(compiled, overwrite=overwrite, progress=progress, store=store)
 
     def frame(
         self, seconds: float, bindings: Bindings | None = None, *, max_side: int | None = None

@@ -35,6 +35,7 @@ from focusgraph.graph.document import load_document, read_text
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, ModelError, Problem
 from focusgraph.graph.registry import build_registry
 from focusgraph.graph.scheduler import render
+from focusgraph.graph.store import NodeStore
 from focusgraph.presets import resolve_graph
 
 MANIFEST_NAME = ".focusgraph-batch.json"
@@ -264,7 +265,7 @@ def render_photo(task: PhotoTask) -> PhotoResult:
                         f"model '{spec.name}' is missing on worker {worker} (looked in "
                         f"{models.model_path(spec)}); run `focusgraph models fetch` on that worker"
                     )
-        render(graph, overwrite=task.overwrite)
+        render(graph, overwrite=task.overwrite, store=NodeStore.default())
         result.status = "done"
         result.output_size = Path(task.output).stat().st_size
         result.output_sha256 = file_sha256(Path(task.output))

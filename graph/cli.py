@@ -7,13 +7,15 @@ Exit codes: 0 ok, 1 internal error, 2 bad graph or arguments, 3 bad input image,
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 import threading
 import time
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from focusgraph.graph.errors import FocusgraphError, GraphValidationError, Probl
 from focusgraph.graph.node import Link, Node
 from focusgraph.graph.preview import contact_sheet, evaluate_frames, write_png
 from focusgraph.graph.registry import Registry, build_registry, is_builtin_origin
+from focusgraph.graph.store import ENV_VAR as STORE_ENV_VAR
+from focusgraph.graph.store import NodeStore
 from focusgraph.presets import preset_paths, resolve_graph
 
 EXIT_INTERRUPTED = 130
@@ -390,6 +394,12 @@ def _common_options(parser: argparse.ArgumentParser, default: Any) -> None:
         "--no-plugins", action="store_true", default=default, help="load only the built-in nodes"
     )
     parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress output")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        default=default,
+        help="recompute segmentation and inpainting instead of reusing a previous render's",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -523,6 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     models_parser = commands.add_parser("models", parents=[common], help="list or fetch segmentation models")
     models_parser.add_argument("action", choices=["list", "fetch"])
     models_parser.set_defaults(func=cmd_models)
+
+    cache_parser = commands.add_parser(
+        "cache",
+        parents=[common],
+        help="show or clear the stored segmentations and plates that re-renders reuse",
+    )
+    cache_parser.add_argument("action", choices=["info", "clear"])
+    cache_parser.set_defaults(func=cmd_cache)
     return parser
 
 
@@ -552,11 +570,41 @@ class _Interrupts:
             signal.signal(signum, handler)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    store = NodeStore.default()
+    if store is None:
+        print(f"the store is off (${STORE_ENV_VAR})")
+        return 0
+    if args.action == "clear":
+        print(f"removed {store.clear()} entries from {store.folder}")
+        return 0
+    count, size, limit = len(store.entries()), store.size_bytes() / 2**20, store.limit_bytes / 2**20
+    print(f"{store.folder}: {count} entries, {size:.1f} MB (limit {limit:.0f} MB)")
+    return 0
+
+
+@contextlib.contextmanager
+def _store_off(off: bool) -> Iterator[None]:
+    """With ``off``, no store for this command (nor for the worker processes it starts)."""
+    if not off:
+        yield
+        return
+    previous = os.environ.get(STORE_ENV_VAR)
+    os.environ[STORE_ENV_VAR] = "off"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[STORE_ENV_VAR]
+        else:
+            os.environ[STORE_ENV_VAR] = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _Interrupts() as interrupts:
+    with _Interrupts() as interrupts, _store_off(args.no_cache):
         try:
             code: int = args.func(args)
             return code

@@ -12,6 +12,9 @@ A node type is a small class that declares
   itself (a keyframe curve, film grain), not merely because an input changes;
 * ``models`` (optional): :class:`~focusgraph.graph.models.ModelSpec` files it needs,
   fetched by ``focusgraph models fetch`` and before a render that uses the node;
+* ``persistent`` (optional): ``True`` for a slow node whose outputs (arrays and
+  numbers) are worth keeping on disk between renders when it is time-invariant
+  (segmentation, inpainting); see :mod:`focusgraph.graph.store`;
 * ``evaluate``: a pure function of parameters, inputs and the frame context.
 
 Numeric parameters that should be animatable are declared with :func:`animatable`:
@@ -168,6 +171,7 @@ class Node:
     varies_per_frame: ClassVar[bool] = False
     description: ClassVar[str] = ""
     models: ClassVar[list[ModelSpec]] = []
+    persistent: ClassVar[bool] = False
 
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         """Compute the outputs of one frame.

@@ -20,6 +20,7 @@ from focusgraph.graph.compile import CompiledGraph, CompiledNode
 from focusgraph.graph.errors import EncodeError, GraphValidationError, Problem
 from focusgraph.graph.node import PortType
 from focusgraph.graph.scheduler import Evaluator
+from focusgraph.graph.store import NodeStore
 
 SHEET_COLUMNS = 4
 LABEL_HEIGHT = 22
@@ -62,7 +63,7 @@ def evaluate_frames(
     """
     timeline = dataclasses.replace(graph.timeline, max_side=max_side)
     output, port = final_image_port(graph)
-    evaluator = Evaluator(graph)
+    evaluator = Evaluator(graph, NodeStore.default())
     images: list[np.ndarray] = []
     for frame in frames:
         outputs = evaluator.run(timeline.context(frame))

@@ -6,6 +6,10 @@ parameter values at that frame (links resolved) and the keys of its inputs; when
 key equals the one of the previous frame the previous result is reused, so a hold
 at the end of a keyframe curve costs nothing. Only the latest result of each node
 is kept, so memory does not grow with the length of the clip.
+
+With a :class:`~focusgraph.graph.store.NodeStore`, a time-invariant node whose type is
+``persistent`` is looked up on disk first and stored after it runs, so re-rendering a
+photo skips its segmentation and inpainting.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from focusgraph.graph.compile import CompiledGraph, CompiledNode
 from focusgraph.graph.document import problems_from_validation
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, NodeExecutionError, Problem
 from focusgraph.graph.node import FrameContext, NodeParams, OutputNode, Writer
+from focusgraph.graph.store import NodeStore, node_key
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -40,12 +45,18 @@ class Evaluator:
 
     Attributes
     ----------
+    store : NodeStore, optional
+        Where persistent time-invariant nodes' outputs are kept between renders.
     evaluations : Counter
         How many times each node's ``evaluate`` ran (for tests and diagnostics).
+    restored : Counter
+        How many times a node's outputs came from the store instead.
     """
 
     graph: CompiledGraph
+    store: NodeStore | None = None
     evaluations: Counter[str] = field(default_factory=Counter)
+    restored: Counter[str] = field(default_factory=Counter)
     _results: dict[str, _Result] = field(default_factory=dict)
 
     def resolve_params(self, node: CompiledNode) -> NodeParams:
@@ -88,10 +99,43 @@ class Evaluator:
             if previous is not None and previous.key == key:
                 continue
             inputs = {port: self._results[ref.node].outputs[ref.port] for port, ref in node.inputs.items()}
-            self.evaluations[node_id] += 1
-            outputs = _guarded(node, ctx.frame, node.instance.evaluate, params, inputs, ctx)
-            self._results[node_id] = _Result(key, outputs)
+            self._results[node_id] = _Result(key, self._evaluate(node, params, inputs, ctx))
         return {node_id: result.outputs for node_id, result in self._results.items()}
+
+    def _evaluate(
+        self, node: CompiledNode, params: NodeParams, inputs: dict[str, Any], ctx: FrameContext
+    ) -> dict[str, Any]:
+        """The node's outputs: from the store when it holds them, else evaluated (and stored)."""
+        stored_key = None
+        if self.store is not None and node.invariant and node.cls.persistent:
+            stored_key = self._store_key(node, params, inputs)
+            outputs = self.store.get(stored_key)
+            if outputs is not None and set(outputs) == set(node.cls.outputs):
+                self.restored[node.id] += 1
+                return outputs
+        self.evaluations[node.id] += 1
+        outputs = _guarded(node, ctx.frame, node.instance.evaluate, params, inputs, ctx)
+        if self.store is not None and stored_key is not None:
+            self.store.put(stored_key, outputs)
+        return outputs
+
+    @staticmethod
+    def _store_key(node: CompiledNode, params: NodeParams, inputs: dict[str, Any]) -> str:
+        files = []
+        for path in node.instance.input_files(params):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # evaluate reports a missing file
+            files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+        return node_key(
+            node.cls.type_name,
+            node.cls.version,
+            node.cls.__module__,
+            {"params": params.model_dump(mode="json"), "files": files},
+            inputs,
+            [spec.sha256 for spec in node.instance.required_models(params)],
+        )
 
     def output_inputs(self, node: CompiledNode) -> dict[str, Any]:
         """Values arriving at the input ports of an output node for the last evaluated frame."""
@@ -125,18 +169,20 @@ def render(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     evaluator: Evaluator | None = None,
+    store: NodeStore | None = None,
 ) -> list[Path]:
     """Render every frame of ``graph`` into its output nodes.
 
     Outputs appear only when complete: on any error or interrupt every writer is
-    aborted, leaving nothing new at the output paths.
+    aborted, leaving nothing new at the output paths. ``store`` (ignored when an
+    ``evaluator`` is given) keeps persistent nodes' outputs between renders.
 
     Returns
     -------
     list of Path
         The files written, one per output node.
     """
-    evaluator = evaluator or Evaluator(graph)
+    evaluator = evaluator or Evaluator(graph, store)
     timeline = graph.timeline
     writers: list[tuple[CompiledNode, Writer]] = []
     try:

@@ -224,6 +224,7 @@ class Depth(Node):
 
     type_name = "core.depth"
     version = 1
+    persistent = True  # a depth model run is slow
     description = (
         "Depth map of the photo, 0 = near, 1 = far. 'estimate' (default, no model): the subject "
         "on its own plane over a ground plane rising from its feet (a plausible layout; it knows "

@@ -89,6 +89,7 @@ class Inpaint(Node):
     """Fill the subject's area with surrounding background (a clean plate)."""
 
     type_name = "core.inpaint"
+    persistent = True
     description = "Fill the region under a mask from the surrounding background (clean plate)."
 
     class Params(NodeParams):

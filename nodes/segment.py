@@ -42,6 +42,7 @@ class Segment(Node):
 
     type_name = "core.segment"
     version = 1
+    persistent = True  # segmentation is the slowest step before the first frame
     description = "Soft mask of the person (or the salient object) in the photo."
     models: ClassVar[list[ModelSpec]] = [seg.MEDIAPIPE_SELFIE, seg.U2NETP]
 

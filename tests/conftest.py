@@ -58,3 +58,11 @@ def provisioned() -> None:
             models.ensure(spec)
     except ModelError as exc:
         pytest.skip(f"segmentation models unavailable: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def node_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test starts with an empty store of persistent node outputs (no test sees another's)."""
+    folder = tmp_path_factory.mktemp("node-store")
+    monkeypatch.setenv("FOCUSGRAPH_CACHE", str(folder))
+    return folder

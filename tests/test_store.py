@@ -1,0 +1,214 @@
+"""The disk store of persistent nodes: re-renders reuse segmentation and plates exactly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import pytest
+
+from focusgraph.graph import Evaluator, FrameContext, Node, NodeParams, Port, PortType, load_document, render
+from focusgraph.graph.compile import compile_graph
+from focusgraph.graph.registry import build_registry
+from focusgraph.graph.store import ENV_VAR, NodeStore, default_folder, node_key
+
+
+class CountedDisc(Node):
+    """A persistent test node: a disc mask, counting its real evaluations."""
+
+    type_name = "test.counted-disc"
+    persistent = True
+    calls: ClassVar[int] = 0
+
+    class Params(NodeParams):
+        fraction: float = 0.3
+
+    inputs = {"image": Port(PortType.IMAGE)}
+    outputs = {"mask": Port(PortType.MASK), "area": Port(PortType.SCALAR)}
+
+    def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
+        type(self).calls += 1
+        height, width = inputs["image"].shape[:2]
+        y, x = np.mgrid[0:height, 0:width]
+        mask = (np.hypot(x - width / 2, y - height / 2) < params.fraction * min(height, width)).astype(
+            np.float32
+        )
+        return {"mask": mask, "area": float(mask.mean())}
+
+
+GRAPH = """\
+version: 1
+name: store-test
+inputs:
+  image: {type: path}
+  output: {type: path}
+  fraction: {type: number, default: 0.3}
+timeline: {fps: 10, duration: 1}
+nodes:
+  photo: {type: load, params: {path: $image}}
+  subject: {type: test.counted-disc, inputs: {image: photo}, params: {fraction: $fraction}}
+  matte: {type: feather, inputs: {mask: subject.mask}, params: {radius: 2, units: px}}
+  plate: {type: inpaint, inputs: {image: photo, mask: matte}}
+  focus: {type: keyframe, params: {keys: [{time: 0, value: 5}, {time: 1, value: 0}]}}
+  background: {type: blur, inputs: {image: plate.image}, params: {radius: {link: focus}, units: px}}
+  final: {type: composite, inputs: {foreground: photo, background: background, mask: matte}}
+  clip: {type: encode, inputs: {image: final}, params: {path: $output}}
+"""
+
+
+def compiled(photo: Path, out: Path, fraction: float = 0.3) -> Any:
+    registry = build_registry()
+    registry.add(CountedDisc, "tests")
+    values = {"image": str(photo), "output": str(out), "fraction": fraction}
+    return compile_graph(load_document(GRAPH), values, registry=registry)
+
+
+def test_a_re_render_restores_persistent_nodes_and_writes_the_same_clip(
+    small_photo: Path, tmp_path: Path
+) -> None:
+    store = NodeStore(tmp_path / "store")
+    CountedDisc.calls = 0
+    first = Evaluator(compiled(small_photo, tmp_path / "a.mp4"), store)
+    render(first.graph, evaluator=first)
+    assert first.evaluations["subject"] == first.evaluations["plate"] == 1
+    assert store.hits == 0 and len(store.entries()) == 2  # the disc and the plate
+    again = Evaluator(compiled(small_photo, tmp_path / "b.mp4"), store)
+    render(again.graph, evaluator=again)
+    assert CountedDisc.calls == 1
+    assert again.restored["subject"] == again.restored["plate"] == 1
+    assert again.evaluations["subject"] == again.evaluations["plate"] == 0
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+
+def test_restored_outputs_equal_evaluated_ones_in_type_and_value(small_photo: Path, tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store")
+    graph = compiled(small_photo, tmp_path / "a.mp4")
+    evaluated = Evaluator(graph, store).run(graph.timeline.context(0))
+    restored = Evaluator(graph, store).run(graph.timeline.context(0))
+    for node in ("subject", "plate"):
+        for port, value in evaluated[node].items():
+            again = restored[node][port]
+            assert type(again) is type(value) or isinstance(value, np.ndarray)
+            np.testing.assert_array_equal(np.asarray(again), np.asarray(value))
+            if isinstance(value, np.ndarray):
+                assert again.dtype == value.dtype and again.shape == value.shape
+
+
+def test_other_pixels_or_parameters_are_not_served_from_the_store(small_photo: Path, tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store")
+    graph = compiled(small_photo, tmp_path / "a.mp4")
+    Evaluator(graph, store).run(graph.timeline.context(0))
+    other = compiled(small_photo, tmp_path / "a.mp4", fraction=0.2)
+    evaluator = Evaluator(other, store)
+    evaluator.run(other.timeline.context(0))
+    assert evaluator.evaluations["subject"] == 1 and evaluator.restored["subject"] == 0
+    # The same path with one pixel changed: the key follows the pixels, not the file name.
+    image = cv2.imread(str(small_photo))
+    image[0, 0] = 255 - image[0, 0]
+    cv2.imwrite(str(small_photo), image)
+    edited = Evaluator(compiled(small_photo, tmp_path / "a.mp4"), store)
+    edited.run(edited.graph.timeline.context(0))
+    assert edited.evaluations["subject"] == 1 and edited.evaluations["plate"] == 1
+
+
+def test_the_key_covers_version_code_models_and_inputs() -> None:
+    image = np.zeros((4, 4, 3), np.uint8)
+    base = node_key("t.x", 1, __name__, {"a": 1}, {"image": image}, ["abc"])
+    assert base == node_key("t.x", 1, __name__, {"a": 1}, {"image": image.copy()}, ["abc"])
+    changed = image.copy()
+    changed[1, 2, 0] = 1
+    others = [
+        node_key("t.x", 2, __name__, {"a": 1}, {"image": image}, ["abc"]),
+        node_key("t.y", 1, __name__, {"a": 1}, {"image": image}, ["abc"]),
+        node_key("t.x", 1, __name__, {"a": 2}, {"image": image}, ["abc"]),
+        node_key("t.x", 1, __name__, {"a": 1}, {"image": changed}, ["abc"]),
+        node_key("t.x", 1, __name__, {"a": 1}, {"image": image.astype(np.float32)}, ["abc"]),
+        node_key("t.x", 1, __name__, {"a": 1}, {"image": image}, ["abd"]),
+        node_key("t.x", 1, "focusgraph.nodes.blur", {"a": 1}, {"image": image}, ["abc"]),
+    ]
+    assert len({base, *others}) == len(others) + 1
+
+
+def test_an_unreadable_entry_is_recomputed_and_replaced(small_photo: Path, tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store")
+    graph = compiled(small_photo, tmp_path / "a.mp4")
+    Evaluator(graph, store).run(graph.timeline.context(0))
+    for entry in store.entries():
+        entry.write_bytes(b"not an archive")
+    evaluator = Evaluator(graph, store)
+    evaluator.run(graph.timeline.context(0))
+    assert evaluator.evaluations["subject"] == evaluator.evaluations["plate"] == 1
+    assert all(np.load(entry).files for entry in store.entries())
+
+
+def test_least_recently_used_entries_go_first_beyond_the_limit(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store", limit_bytes=int(3.5 * 2**20))
+    block = np.zeros(2**20 // 4, np.float32)  # 1 MiB each
+    for name in ("old", "used", "new"):
+        assert store.put(name, {"mask": block})
+        os.utime(store.folder / f"{name}.npz", (1, {"old": 10, "used": 20, "new": 30}[name]))
+    assert store.get("used") is not None  # now the most recently used
+    assert store.put("newest", {"mask": block})
+    assert sorted(path.stem for path in store.entries()) == ["new", "newest", "used"]
+    assert store.size_bytes() <= store.limit_bytes
+
+
+def test_outputs_that_are_not_arrays_or_numbers_are_not_stored(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store")
+    assert not store.put("k", {"mask": np.zeros(3), "meta": {"a": 1}})
+    assert store.entries() == []
+
+
+def test_an_unwritable_store_costs_only_the_speed_up(small_photo: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the store's folder would be")
+    graph = compiled(small_photo, tmp_path / "a.mp4")
+    assert render(graph, store=NodeStore(blocker / "store")) == [tmp_path / "a.mp4"]
+
+
+def test_the_environment_moves_or_turns_off_the_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "here"))
+    assert default_folder() == tmp_path / "here"
+    monkeypatch.setenv(ENV_VAR, "off")
+    assert default_folder() is None and NodeStore.default() is None
+
+
+FOCUSGRAPH = str(Path(sys.executable).with_name("focusgraph"))
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FOCUSGRAPH, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_cli_re_render_no_cache_and_cache_commands(provisioned: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    image = np.full((96, 128, 3), 90, np.uint8)
+    cv2.circle(image, (64, 40), 20, (200, 160, 130), -1)
+    cv2.imwrite(str(photo), image)
+    store = tmp_path / "store"
+    env = {**os.environ, ENV_VAR: str(store)}
+    common = ["render", "rack-focus", "-i", str(photo), "--set", "duration=0.3", "-q", "--overwrite"]
+    off = cli("--no-cache", *common, "-o", str(tmp_path / "off.mp4"), env=env)
+    assert off.returncode == 0, off.stderr
+    assert not store.exists()
+    first = cli(*common, "-o", str(tmp_path / "first.mp4"), env=env)
+    assert first.returncode == 0, first.stderr
+    assert len(list(store.glob("*.npz"))) == 2  # segmentation and plate
+    second = cli(*common, "-o", str(tmp_path / "second.mp4"), env=env)
+    assert second.returncode == 0, second.stderr
+    clips = [(tmp_path / f"{name}.mp4").read_bytes() for name in ("off", "first", "second")]
+    assert clips[0] == clips[1] == clips[2]
+    info = cli("cache", "info", env=env)
+    assert info.returncode == 0 and "2 entries" in info.stdout
+    cleared = cli("cache", "clear", env=env)
+    assert cleared.returncode == 0 and "removed 2 entries" in cleared.stdout
+    assert list(store.glob("*.npz")) == []
