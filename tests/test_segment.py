@@ -160,6 +160,46 @@ def test_fast_guided_filter_keeps_the_full_size_edge() -> None:
         assert float(np.abs(out - truth)[ring].mean()) < 0.9 * float(np.abs(rough - truth)[ring].mean())
 
 
+def test_guided_filter_solves_each_window_exactly() -> None:
+    # The closed-form 3x3 solve against LAPACK, on colour windows from flat to contrasted.
+    rng = np.random.default_rng(3)
+    pixels = rng.random((500, 3, 3)).astype(np.float32) * rng.random((500, 1, 1)).astype(np.float32)
+    matrix = np.einsum("nij,nkj->nik", pixels, pixels) / 3 + np.float32(1e-3) * np.eye(3, dtype=np.float32)
+    vector = rng.normal(size=(500, 3)).astype(np.float32)
+    upper = {(i, j): matrix[:, i, j] for i in range(3) for j in range(i, 3)}
+    solved = np.stack(seg._solve_symmetric3(upper, [vector[:, k] for k in range(3)]), -1)
+    expected = np.linalg.solve(matrix.astype(np.float64), vector.astype(np.float64)[..., None])[..., 0]
+    assert np.allclose(solved, expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))
+
+
+def test_enlarge_is_a_crop_of_the_full_resize() -> None:
+    mask = np.random.default_rng(4).random((37, 53)).astype(np.float32)
+    full = cv2.resize(mask, (200, 140), interpolation=cv2.INTER_LINEAR)
+    part = seg._enlarge(mask, (140, 200), (20, 91, 0, 157))
+    assert part.shape == (71, 157)
+    assert float(np.abs(part - full[20:91, :157]).max()) < 1e-5
+
+
+def test_a_large_photo_is_searched_on_a_working_copy(
+    provisioned: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # girl-2 at 1920 pixels: people are found on a 1024-pixel copy, the edge is refined at
+    # full size and matches the enlarged reference as well as at the photo's own size.
+    image, reference = load("girl-2")
+    size = (1920, round(1920 * image.shape[0] / image.shape[1]))
+    big = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    big_reference = cv2.resize(reference, size, interpolation=cv2.INTER_LINEAR)
+    searched: list[tuple[int, ...]] = []
+    find_people = seg.find_people
+    monkeypatch.setattr(
+        seg, "find_people", lambda rgb, person: searched.append(rgb.shape) or find_people(rgb, person)
+    )
+    mask = segment(big)
+    assert searched and max(searched[0][:2]) == seg.WORKING_SIDE
+    assert iou(mask, big_reference) >= 0.97
+    assert band_error(mask, big_reference) <= 0.05
+
+
 def test_salient_prefers_an_animal_to_a_larger_framed_painting(provisioned: None) -> None:
     image, alpha, (y0, y1, x0, x1) = painting_scene("animal-1", "chelsea", "right", 1 / 3, -0.05)
     assert (y1 - y0) * (x1 - x0) > (alpha > 0.5).sum()  # the painting is the larger object
