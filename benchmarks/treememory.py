@@ -19,6 +19,7 @@ class TreeMemory(threading.Thread):
         self.interval = interval
         self.peak_total = 0
         self.peak_single = 0
+        self.peak_root = 0  # the command's own process (the render), without its children (ffmpeg)
         self.finished = threading.Event()
 
     def run(self) -> None:
@@ -32,6 +33,8 @@ class TreeMemory(threading.Thread):
                         continue
                     total += rss
                     self.peak_single = max(self.peak_single, rss)
+                    if process.pid == self.root.pid:
+                        self.peak_root = max(self.peak_root, rss)
             except psutil.Error:
                 break
             self.peak_total = max(self.peak_total, total)
@@ -47,12 +50,13 @@ class Measured:
     stderr: str
     peak_total_mb: float
     peak_single_mb: float
+    peak_root_mb: float = 0.0
 
 
-def run_measured(command: list[str]) -> Measured:
-    """Run ``command`` (stdout discarded) while sampling its process tree's memory."""
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> Measured:
+    """Run ``command`` (stdout discarded, ``env`` its environment) while sampling its tree's memory."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     memory = TreeMemory(process.pid)
     memory.start()
     _, stderr = process.communicate()
@@ -60,5 +64,10 @@ def run_measured(command: list[str]) -> Measured:
     memory.finished.set()
     memory.join()
     return Measured(
-        seconds, process.returncode, stderr, memory.peak_total / 2**20, memory.peak_single / 2**20
+        seconds,
+        process.returncode,
+        stderr,
+        memory.peak_total / 2**20,
+        memory.peak_single / 2**20,
+        memory.peak_root / 2**20,
     )
