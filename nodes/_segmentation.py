@@ -635,27 +635,47 @@ def fuse(coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int) -> Flo
     The fine alpha decides the edge, weighted by its confidence ``|2 f - 1|`` and by
     how close the pixel is to the coarse region's edge (full weight at the edge,
     none ``band`` pixels inside it): deep inside the region the larger of the two
-    wins, so the coarse model fills what the fine one misses. A part of the region
-    that the coarse model believes in (> 0.5) and the fine one does not, reaching
-    more than ``3 * band`` pixels from the fine alpha's own shape, is a limb the fine
-    model missed (a pale arm raised against a pale wall), not an edge to trim: it is
-    set to 1 whole. Outside the region the fine alpha counts only within ``band``
-    pixels, so it cannot add a painting next to the person.
+    wins, so the coarse model fills what the fine one misses.
+
+    * Where the fine alpha spills out of the region (a part of it more than
+      ``2 * band`` pixels outside, of at least 5% of the region's area), it has merged
+      the person with a neighbouring object, a painting: within ``4 * band`` pixels
+      of that spill its "subject" is no evidence, and the smaller of the two counts.
+    * A part of the region that the coarse model believes in (> 0.5) and the fine
+      one does not, reaching more than ``3 * band`` pixels from the fine alpha's own
+      shape, is a limb the fine model missed (a pale arm raised against a pale
+      wall), not an edge to trim: it is set to 1 whole. Other such parts are the
+      photo seen between an arm and the body: there the fine alpha decides by its
+      confidence at any depth, where it is below 0.3.
+
+    Outside the region the fine alpha counts only within ``band`` pixels, so it
+    cannot add a painting next to the person.
     """
     inside = region.astype(np.uint8)
     depth = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
     outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
+    spill = _u8((fine > 0.5) & (outside > 2 * band))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(spill, connectivity=8)
+    large = stats[:, cv2.CC_STAT_AREA] >= 0.05 * max(1, int(inside.sum()))
+    large[0] = False
+    if large.any():
+        near_spill = cv2.distanceTransform(_u8(~large[labels]), cv2.DIST_L2, 5) <= 4 * band
+        fine = np.where(near_spill, np.minimum(fine, coarse), fine).astype(np.float32)
+    del labels
     confidence = np.abs(2.0 * fine - 1.0)
     weight = confidence * (1.0 - np.clip(depth / max(band, 1), 0.0, 1.0))
-    within = weight * fine + (1.0 - weight) * np.maximum(coarse, fine)
     missed = region & (coarse > 0.5) & (fine <= 0.5)
     count, labels = cv2.connectedComponents(_u8(missed), connectivity=8)
+    limb = np.zeros(count, dtype=bool)
     if count > 1:
         away = cv2.distanceTransform(_u8(fine <= 0.5), cv2.DIST_L2, 5)
         reach = np.zeros(count, np.float32)
         np.maximum.at(reach, labels.ravel(), away.ravel())
         limb = reach > 3 * band
         limb[0] = False
+        weight = np.where(missed & ~limb[labels] & (fine < 0.3), confidence, weight)
+    within = weight * fine + (1.0 - weight) * np.maximum(coarse, fine)
+    if limb.any():
         within = np.where(limb[labels], 1.0, within)
     near = np.where(outside <= band, confidence * fine + (1.0 - confidence) * coarse, 0.0)
     return np.clip(np.where(region, within, near), 0.0, 1.0).astype(np.float32)

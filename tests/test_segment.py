@@ -200,6 +200,43 @@ def test_a_large_photo_is_searched_on_a_working_copy(
     assert band_error(mask, big_reference) <= 0.05
 
 
+def _disc_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A coarse person probability (a soft disc of radius 60 at (150, 150)), its region and a fine alpha."""
+    yy, xx = np.mgrid[0:300, 0:400]
+    r = np.hypot(xx - 150, yy - 150).astype(np.float32)
+    coarse = np.clip(0.5 - (r - 60) / 10, 0, 1).astype(np.float32)
+    fine = (r <= 64).astype(np.float32)  # the fine edge lies 4 px outside the coarse one
+    return coarse, coarse > 0.5, fine
+
+
+def test_fuse_ignores_the_fine_edge_beside_an_object_it_merged() -> None:
+    # The fine model's edge is trusted (4 px outside the coarse one), except next to a
+    # painting it merged with the person: there the coarse edge holds.
+    coarse, region, fine = _disc_scene()
+    alone = seg.fuse(coarse, fine, region, 5)
+    assert alone[150, 150 - 62] > 0.5 and alone[150, 150 + 62] > 0.5
+    merged = fine.copy()
+    merged[60:240, 205:380] = 1.0  # the painting, touching the person on the right
+    fused = seg.fuse(coarse, merged, region, 5)
+    assert fused[150, 150 - 62] > 0.5  # far from the painting: the fine edge
+    assert fused[150, 150 + 62] < 0.5 and float(fused[:, 230:].max()) == 0.0
+    small = fine.copy()
+    small[145:155, 205:240] = 1.0  # a hand the coarse model missed: too small to be a painting
+    assert seg.fuse(coarse, small, region, 5)[150, 150 + 62] > 0.5
+
+
+def test_fuse_opens_the_gap_between_arm_and_body() -> None:
+    # Inside the coarse region, a narrow strip where the fine model is sure there is
+    # background (the wall between arm and body) stays out; a whole missed limb does not.
+    coarse, region, fine = _disc_scene()
+    gapped = fine.copy()
+    gapped[100:200, 148:152] = 0.0  # 4 px wide, within 3 bands of the fine shape
+    assert float(seg.fuse(coarse, gapped, region, 5)[120:180, 149:151].max()) < 0.5
+    limbless = fine.copy()
+    limbless[:, :150] = 0.0  # half the person missed: reaches far from the fine shape
+    assert float(seg.fuse(coarse, limbless, region, 5)[150, 100:140].min()) == 1.0
+
+
 def test_salient_prefers_an_animal_to_a_larger_framed_painting(provisioned: None) -> None:
     image, alpha, (y0, y1, x0, x1) = painting_scene("animal-1", "chelsea", "right", 1 / 3, -0.05)
     assert (y1 - y0) * (x1 - x0) > (alpha > 0.5).sum()  # the painting is the larger object
