@@ -146,3 +146,24 @@ def test_rack_focus_renders_with_few_level_blurs_within_45_db_of_exact(
     longer = max(fast_run.run(fast.timeline.context(0))["plate"]["image"].shape[:2])
     assert 0 < len(calls) <= _levels.rung_count(0.25, 0.03 * longer) + 1
     assert len(blurs) <= frames + 2  # never more than about one blur per frame
+
+
+@pytest.mark.parametrize("channels", [0, 3, 4])
+@pytest.mark.parametrize("radius", [4.9, 8.7, 12.4])
+def test_the_cached_spectrum_correlates_exactly_as_filter2d(channels: int, radius: float) -> None:
+    rng = np.random.default_rng(int(radius * 10) + channels)
+    shape = (97, 130) if channels == 0 else (97, 130, channels)
+    values = rng.random(shape, dtype=np.float32)
+    kernel = np.ascontiguousarray(blur.aperture_kernel(radius, 5, 20.0)[::-1, ::-1])  # asymmetric
+    expected = cv2.filter2D(values, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    got = blur.correlate_spectral(values, kernel)
+    assert got.shape == values.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    again = blur.correlate_spectral(values, kernel)  # from the cached spectra
+    np.testing.assert_array_equal(again, got)
+    wider = np.ascontiguousarray(blur.aperture_kernel(20.0)[::-1, ::-1])  # beyond the padding: plain filter2D
+    np.testing.assert_allclose(
+        blur.correlate_spectral(values, wider),
+        cv2.filter2D(values, -1, wider, borderType=cv2.BORDER_REFLECT),
+        atol=2e-6,
+    )
