@@ -25,6 +25,10 @@ Sections (targets in brackets):
    alpha instead of its segmentation), *naive* (the whole scene blurred) and *oracle*
    (the scene over the blurred B through the true alpha); naive and oracle go through
    the preset's own grain nodes (same parameters and pattern) so their noise matches.
+   Two more split the halo between the plate's guess and the mask: *true plate* (the
+   preset's own mask, with the inpaint node's fill replaced by B, mixed into the photo
+   by the node's own weights) and *true mask + plate* (both); the nodes after the plate
+   are evaluated again on fresh instances with the first frame's parameters.
 3. Clearing curve: background sharpness (mean absolute Laplacian) per frame relative
    to the photo's; the fraction of the transition's frames whose sharpness lies
    within 20-80% of its range [>= 0.40], and the same for a linear-in-radius easing.
@@ -219,6 +223,7 @@ class Render:
     transition: list[bool]  # frame time within [clear_start, clear_end]
     blur_radius: float  # of the first frame, in pixels
     seconds: float
+    true_plate: np.ndarray | None = None  # the first frame with the plate's fill replaced by the truth
     blur: Stage | None = None  # the background blur, without its holdout mask
     before: list[Stage] = field(default_factory=list)  # after the blur, before the composite (grain)
     after: list[Stage] = field(default_factory=list)  # after the composite (film grain)
@@ -293,8 +298,13 @@ def render(
     regions: Regions,
     settings: Settings,
     overrides: dict[str, dict[str, Any]] | None = None,
+    background: np.ndarray | None = None,
 ) -> Render:
-    """Evaluate every frame of the preset on ``photo_path`` and measure it on the fly."""
+    """Evaluate every frame of the preset on ``photo_path`` and measure it on the fly.
+
+    With the true ``background`` (a scene's B), :attr:`Render.true_plate` is the first frame
+    again with the plate's fill replaced by it (see :func:`with_true_plate`).
+    """
     started = time.perf_counter()
     graph, bound = compile_preset(photo_path, subject, settings, overrides)
     evaluator = Evaluator(graph)
@@ -307,12 +317,14 @@ def render(
     frames: dict[str, np.ndarray] = {}
     curve, interior, transition = [], [], []
     first: dict[str, Any] = {}
+    first_outputs: dict[str, dict[str, Any]] = {}
     for index in range(count):
         ctx = graph.timeline.context(index)
         outputs = evaluator.run(ctx)
         frame = evaluator.output_inputs(output)["image"]
         if index == 0:
             first = first_frame_details(evaluator, outputs, ctx, segment, composite, blur)
+            first_outputs = {node: dict(values) for node, values in outputs.items()}
         for position, kept in keep.items():
             if kept == index:
                 frames[position] = frame.copy()
@@ -324,13 +336,18 @@ def render(
     if first["blur"] is not None:
         params = first["blur"].params
         blur_radius = params.radius * (max(photo.shape[:2]) if params.units == "relative" else 1.0)
+    seconds = time.perf_counter() - started
+    true_plate = None
+    if background is not None:
+        true_plate = with_true_plate(graph, first_outputs, graph.timeline.context(0), background)
     return Render(
         frames=frames,
         sharpness=curve,
         interior_psnr=interior,
         transition=transition,
         blur_radius=float(blur_radius),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
+        true_plate=true_plate,
         **first,
     )
 
@@ -374,8 +391,51 @@ def linear_clearing(
     return in_range_fraction(linear.sharpness, linear.transition)
 
 
-def first_frame_with_mask(path: Path, subject: str, settings: Settings, alpha: np.ndarray) -> np.ndarray:
-    """The preset's first frame with the segment node given ``alpha`` (16-bit PNG) instead of its models."""
+def with_true_plate(
+    graph: CompiledGraph, outputs: dict[str, dict[str, Any]], ctx: FrameContext, background: np.ndarray
+) -> np.ndarray | None:
+    """The frame ``ctx`` again with the inpaint node's fill replaced by the true ``background``.
+
+    ``outputs`` are every node's outputs at that frame. The plate becomes the true background
+    mixed into the photo by the node's own ``mask`` output (how much of each pixel it
+    replaced), so only the fill's guess is taken away; every node downstream of it is
+    evaluated again, on a fresh instance (the render's own caches stay untouched), with its
+    parameters and links at that frame. ``None`` without a ``core.inpaint`` node.
+    """
+    plate = node_of_type(graph, "core.inpaint")
+    if plate is None:
+        return None
+    results = dict(outputs)
+    photo = results[plate.inputs["image"].node][plate.inputs["image"].port]
+    weight = results[plate.id]["mask"]
+    results[plate.id] = {**results[plate.id], "image": over(background, photo, weight)}
+    changed = {plate.id}
+    for node_id in graph.order:
+        node = graph.nodes[node_id]
+        sources = [*node.inputs.values(), *node.links.values()]
+        if node.is_output or node_id in changed or not any(ref.node in changed for ref in sources):
+            continue
+        params = node.params
+        if node.links:
+            values = {name: getattr(node.params, name) for name in type(node.params).model_fields}
+            values.update({name: float(results[r.node][r.port]) for name, r in node.links.items()})
+            params = node.cls.Params.model_validate(values)
+        inputs = {port: results[ref.node][ref.port] for port, ref in node.inputs.items()}
+        results[node_id] = node.cls().evaluate(params, inputs, ctx)
+        changed.add(node_id)
+    image = graph.outputs[0].inputs["image"]
+    frame: np.ndarray = results[image.node][image.port]
+    return frame.copy()
+
+
+def first_frame_with_mask(
+    path: Path, subject: str, settings: Settings, alpha: np.ndarray, background: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The preset's first frame with the segment node given ``alpha`` (16-bit PNG) instead of its models.
+
+    Also that frame with the true ``background`` as the plate's fill (:func:`with_true_plate`),
+    when given.
+    """
     graph, _ = compile_preset(path, subject, settings)
     segment = node_of_type(graph, "core.segment")
     if segment is None:
@@ -384,9 +444,11 @@ def first_frame_with_mask(path: Path, subject: str, settings: Settings, alpha: n
     cv2.imwrite(str(mask_path), np.round(alpha * 65535).astype(np.uint16))
     graph, _ = compile_preset(path, subject, settings, {segment.id: {"mask": str(mask_path)}})
     evaluator = Evaluator(graph)
-    evaluator.run(graph.timeline.context(0))
+    ctx = graph.timeline.context(0)
+    outputs = evaluator.run(ctx)
     frame: np.ndarray = evaluator.output_inputs(graph.outputs[0])["image"].copy()
-    return frame
+    true_plate = None if background is None else with_true_plate(graph, outputs, ctx, background)
+    return frame, true_plate
 
 
 def fit_region(clip: Render, far: np.ndarray) -> np.ndarray:
@@ -688,8 +750,10 @@ def edge_error(image: np.ndarray, truth: np.ndarray, alpha: np.ndarray) -> float
     return float(np.abs(image.astype(np.float32) - truth)[band].mean())
 
 
-def halo_record(clip: Render, scene: Scene, true_mask_frame: np.ndarray) -> dict[str, Any]:
-    """Halo and edge colour of the first frame, with the true-mask, naive and oracle references."""
+def halo_record(
+    clip: Render, scene: Scene, true_mask_frame: np.ndarray, true_mask_plate_frame: np.ndarray | None
+) -> dict[str, Any]:
+    """First-frame halo and edge colour, with the true-mask, true-plate, naive and oracle references."""
     if clip.blur is None or clip.blur_radius < 0.5:
         return {"halo": None, "note": "the first frame is not blurred"}
     _, far_region = halo_regions(scene.alpha)
@@ -701,6 +765,10 @@ def halo_record(clip: Render, scene: Scene, true_mask_frame: np.ndarray) -> dict
         "_naive": replay(clip.before + clip.after, clip.blur(scene.image, radius=radius, units="px")),
         "_oracle": replay(clip.after, over(scene.image, replay(clip.before, blurred), scene.alpha)),
     }
+    if clip.true_plate is not None:
+        renders["_true_plate"] = clip.true_plate
+    if true_mask_plate_frame is not None:
+        renders["_true_mask_true_plate"] = true_mask_plate_frame
     a = scene.alpha[..., None]
     truth = a * scene.foreground + (1 - a) * blurred.astype(np.float32)
     record: dict[str, Any] = {
@@ -725,8 +793,11 @@ def evaluate_scene(spec: SceneSpec, settings: Settings, folder: Path) -> dict[st
     cv2.imwrite(str(path), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
     subject = SUBJECTS[spec.cutout]
     regions = Regions.of(scene.alpha, scene.image)
-    clip = render(path, scene.image, subject, regions, settings)
+    clip = render(path, scene.image, subject, regions, settings, background=scene.background)
     linear = linear_clearing(path, scene.image, subject, regions, settings)
+    true_mask_frame, true_mask_plate_frame = first_frame_with_mask(
+        path, subject, settings, scene.alpha, scene.background
+    )
     record: dict[str, Any] = {
         "subject": subject,
         "subject_height": scene.subject_height,
@@ -734,7 +805,7 @@ def evaluate_scene(spec: SceneSpec, settings: Settings, folder: Path) -> dict[st
         "painting": spec.painting,
         "overlaps_painting": scene.overlaps,
         "iou": iou(clip.mask, scene.alpha),
-        **halo_record(clip, scene, first_frame_with_mask(path, subject, settings, scene.alpha)),
+        **halo_record(clip, scene, true_mask_frame, true_mask_plate_frame),
         "interior_psnr_min": min(clip.interior_psnr),
         "interior_psnr": clip.interior_psnr,
         "background_psnr_last": psnr(clip.frames["last"], scene.image, regions.background),
@@ -819,17 +890,32 @@ def print_scenes(scenes: dict[str, dict[str, Any]]) -> None:
         f"## 2. Composite scenes (IoU >= {t['scene_iou']}, halo <= {t['halo']}, PSNR >= {t['psnr']:.0f} dB)\n"
     )
     print("References, first frame: true mask = the preset given the true alpha instead of its segmentation;")
-    print("naive = the whole scene blurred; oracle = the scene over the blurred true background through the")
-    print("true alpha. * = the segment node logged a warning (e.g. fell back to the salient object).\n")
+    print("true plate = its own mask, the plate's fill replaced by the true background (what is left is")
+    print("the mask's share); true mask+plate = both; naive = the whole scene blurred; oracle = the scene")
+    print("over the blurred true background through the true alpha. * = the segment node logged a warning")
+    print("(e.g. fell back to the salient object).\n")
     table = Table(
-        ["scene", "h", "over art", "IoU", "halo", "true mask", "naive", "oracle", "r fit/nom px", "result"],
+        [
+            "scene",
+            "h",
+            "over art",
+            "IoU",
+            "halo",
+            "true mask",
+            "true plate",
+            "true mask+plate",
+            "naive",
+            "oracle",
+            "r fit/nom px",
+            "result",
+        ],
     )
     colour = Table(
         ["scene", "interior PSNR min", "bg PSNR last", "edge err", "true mask", "naive", "oracle", "result"]
     )
     for name, r in scenes.items():
         if "error" in r:
-            table.rows.append([name, "", "", "ERROR", r["error"], "", "", "", "", "FAIL"])
+            table.rows.append([name, "", "", "ERROR", r["error"], "", "", "", "", "", "", "FAIL"])
             continue
         radius = "-"
         if r.get("halo") is not None:
@@ -843,6 +929,8 @@ def print_scenes(scenes: dict[str, dict[str, Any]]) -> None:
                 fmt(r["iou"]) + ("*" if r["warnings"] else ""),
                 fmt(r.get("halo"), 2),
                 fmt(r.get("halo_true_mask"), 2),
+                fmt(r.get("halo_true_plate"), 2),
+                fmt(r.get("halo_true_mask_true_plate"), 2),
                 fmt(r.get("halo_naive"), 2),
                 fmt(r.get("halo_oracle"), 2),
                 radius,
