@@ -284,6 +284,24 @@ def test_inpaint_full_at_mixes_the_fill_into_a_soft_tail() -> None:
     assert np.array_equal(out["image"][:, :1], image[:, :1])  # below the threshold: the photo
 
 
+@pytest.mark.parametrize("full_at", [None, 0.3])
+@pytest.mark.parametrize("grow", [0.0, 2.0])
+def test_inpaint_mask_output_is_the_share_of_the_fill(full_at: float | None, grow: float) -> None:
+    # bench-quality swaps the fill for the true background through this mask (its true-plate
+    # reference): the plate must be exactly the fill over the photo through it.
+    image = np.random.default_rng(4).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:40, 0:56]
+    mask = np.clip(1.2 - np.hypot(y - 20, x - 28) / 12, 0, 1).astype(np.float32)  # soft disc
+    params = Inpaint.Params(threshold=0.01, full_at=full_at, grow=grow, units="px")
+    out = Inpaint().evaluate(params, {"image": image, "mask": mask}, CTX)
+    hole = out["mask"] > 0
+    assert hole.any() and not hole.all()
+    if grow:
+        assert hole.sum() > (mask > 0.01).sum()  # the grown ring is filled too
+    fill = inpaint(image, hole, params.method, params.work_size)
+    assert np.array_equal(out["image"], over(fill, image, out["mask"]))
+
+
 def test_grain_matches_reference_noise() -> None:
     luminance_noise = np.random.default_rng(3).normal(0, 5, (128, 128, 1))
     noisy = np.clip(128 + np.repeat(luminance_noise, 3, axis=2), 0, 255).astype(np.uint8)
