@@ -116,7 +116,7 @@ class Evaluator:
         self.evaluations[node.id] += 1
         outputs = _guarded(node, ctx.frame, node.instance.evaluate, params, inputs, ctx)
         if self.store is not None and stored_key is not None:
-            self.store.put(stored_key, outputs)
+            self.store.put_in_background(stored_key, outputs)
         return outputs
 
     @staticmethod
@@ -208,6 +208,9 @@ def render(
         if isinstance(exc, FocusgraphError):
             exc.source = exc.source or graph.source
         raise
+    finally:
+        if evaluator.store is not None:
+            evaluator.store.flush()
 
 
 def render_frame(graph: CompiledGraph, frame: int) -> dict[str, dict[str, Any]]:

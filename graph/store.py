@@ -26,8 +26,10 @@ import json
 import os
 import sys
 import tempfile
+import threading
+import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,7 @@ class NodeStore:
     limit_bytes: int = DEFAULT_LIMIT_MB * 2**20
     hits: int = 0
     misses: int = 0
+    _writers: list[threading.Thread] = field(default_factory=list, repr=False)
 
     @classmethod
     def default(cls) -> NodeStore | None:
@@ -207,6 +210,24 @@ class NodeStore:
         self.evict()
         return True
 
+    def put_in_background(self, key: str, outputs: dict[str, Any]) -> None:
+        """:meth:`put` in a thread, so the render goes on meanwhile; :meth:`flush` waits for it.
+
+        The outputs are never modified afterwards (nodes treat their inputs as read-only),
+        so the thread can write them as they are. The thread is not a daemon: an ending
+        process finishes the write rather than leave half a file.
+        """
+        if _storable(outputs) is None:
+            return
+        writer = threading.Thread(target=self.put, args=(key, outputs), name="focusgraph-store")
+        writer.start()
+        self._writers.append(writer)
+
+    def flush(self) -> None:
+        """Wait for the writes :meth:`put_in_background` started."""
+        while self._writers:
+            self._writers.pop().join()
+
     def entries(self) -> list[Path]:
         """The entries, least recently used first."""
         if not self.folder.is_dir():
@@ -226,7 +247,15 @@ class NodeStore:
         return total
 
     def evict(self) -> None:
-        """Delete least recently used entries until the store is within ``limit_bytes``."""
+        """Delete least recently used entries until the store is within ``limit_bytes``.
+
+        Also deletes partial files over an hour old (a write killed mid-way).
+        """
+        stale = time.time() - 3600
+        for partial in self.folder.glob(".*.partial"):
+            with contextlib.suppress(OSError):
+                if partial.stat().st_mtime < stale:
+                    partial.unlink()
         entries = self.entries()
         sizes = {}
         for path in entries:

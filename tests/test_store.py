@@ -89,7 +89,10 @@ def test_restored_outputs_equal_evaluated_ones_in_type_and_value(small_photo: Pa
     store = NodeStore(tmp_path / "store")
     graph = compiled(small_photo, tmp_path / "a.mp4")
     evaluated = Evaluator(graph, store).run(graph.timeline.context(0))
-    restored = Evaluator(graph, store).run(graph.timeline.context(0))
+    store.flush()
+    second = Evaluator(graph, store)
+    restored = second.run(graph.timeline.context(0))
+    assert second.restored["subject"] == second.restored["plate"] == 1
     for node in ("subject", "plate"):
         for port, value in evaluated[node].items():
             again = restored[node][port]
@@ -103,6 +106,7 @@ def test_other_pixels_or_parameters_are_not_served_from_the_store(small_photo: P
     store = NodeStore(tmp_path / "store")
     graph = compiled(small_photo, tmp_path / "a.mp4")
     Evaluator(graph, store).run(graph.timeline.context(0))
+    store.flush()
     other = compiled(small_photo, tmp_path / "a.mp4", fraction=0.2)
     evaluator = Evaluator(other, store)
     evaluator.run(other.timeline.context(0))
@@ -138,10 +142,12 @@ def test_an_unreadable_entry_is_recomputed_and_replaced(small_photo: Path, tmp_p
     store = NodeStore(tmp_path / "store")
     graph = compiled(small_photo, tmp_path / "a.mp4")
     Evaluator(graph, store).run(graph.timeline.context(0))
+    store.flush()
     for entry in store.entries():
         entry.write_bytes(b"not an archive")
     evaluator = Evaluator(graph, store)
     evaluator.run(graph.timeline.context(0))
+    store.flush()
     assert evaluator.evaluations["subject"] == evaluator.evaluations["plate"] == 1
     assert all(np.load(entry).files for entry in store.entries())
 
@@ -161,7 +167,26 @@ def test_least_recently_used_entries_go_first_beyond_the_limit(tmp_path: Path) -
 def test_outputs_that_are_not_arrays_or_numbers_are_not_stored(tmp_path: Path) -> None:
     store = NodeStore(tmp_path / "store")
     assert not store.put("k", {"mask": np.zeros(3), "meta": {"a": 1}})
+    store.put_in_background("k", {"mask": np.zeros(3), "meta": {"a": 1}})
+    store.flush()
     assert store.entries() == []
+
+
+def test_a_background_write_lands_whole_and_stale_partial_files_go(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store")
+    store.folder.mkdir()
+    stale = store.folder / ".killed.partial"
+    stale.write_bytes(b"half")
+    os.utime(stale, (1, 1))
+    fresh = store.folder / ".writing.partial"
+    fresh.write_bytes(b"in progress")
+    mask = np.arange(12, dtype=np.float32).reshape(3, 4)
+    store.put_in_background("k", {"mask": mask, "noise": 0.5})
+    store.flush()
+    restored = store.get("k")
+    assert restored is not None and restored["noise"] == 0.5
+    np.testing.assert_array_equal(restored["mask"], mask)
+    assert not stale.exists() and fresh.exists()
 
 
 def test_an_unwritable_store_costs_only_the_speed_up(small_photo: Path, tmp_path: Path) -> None:
