@@ -929,8 +929,12 @@ def frame_rectangles(image: RGB) -> list[Box]:
     shorter side, within 3 degrees of horizontal or vertical) are paired: two
     vertical edges at least 10% of the shorter side apart, starting at the same
     height (2% of the shorter side), with a horizontal edge there covering at least
-    30% of the gap between them. The rectangle reaches down to the lower end of the
-    longer vertical edge (its bottom may be hidden behind the subject).
+    30% of the gap between them; or, when one side's upper part went undetected
+    (its edge starts up to 10% of the shorter side lower), with a horizontal edge
+    above both spanning the whole gap. The rectangle reaches down to the lower end
+    of the longer vertical edge (its bottom may be hidden behind the subject), or to
+    a horizontal edge up to 15% of the shorter side lower that starts at one side
+    and covers 30% of the gap (the sides' lower parts went undetected).
     """
     height, width = image.shape[:2]
     shorter = min(height, width)
@@ -954,21 +958,38 @@ def frame_rectangles(image: RGB) -> list[Box]:
     for left in vertical:
         for right in vertical:
             gap = right[2] - left[2]
-            if gap < 0.1 * shorter or abs(left[0] - right[0]) > tolerance:
+            if gap < 0.1 * shorter:
                 continue
             top = min(left[0], right[0])
-            tops = [
+            if abs(left[0] - right[0]) <= tolerance:
+                tops = [
+                    h[2]
+                    for h in horizontal
+                    if abs(h[2] - top) <= tolerance
+                    and h[1] - h[0] >= 0.3 * gap
+                    and h[0] <= right[2] + tolerance
+                    and h[1] >= left[2] - tolerance
+                ]
+            else:  # a side's upper part went undetected: the top edge must then span both sides
+                tops = [
+                    h[2]
+                    for h in horizontal
+                    if h[0] <= left[2] + tolerance
+                    and h[1] >= right[2] - tolerance
+                    and h[2] - tolerance <= top
+                    and max(left[0], right[0]) <= h[2] + 0.1 * shorter
+                ]
+            if not tops:
+                continue
+            bottom = max(left[1], right[1])
+            bottoms = [
                 h[2]
                 for h in horizontal
-                if abs(h[2] - top) <= tolerance
+                if bottom < h[2] <= bottom + 0.15 * shorter
                 and h[1] - h[0] >= 0.3 * gap
-                and h[0] <= right[2] + tolerance
-                and h[1] >= left[2] - tolerance
+                and (abs(h[0] - left[2]) <= tolerance or abs(h[1] - right[2]) <= tolerance)
             ]
-            if tops:
-                boxes.append(
-                    (round(min(tops)), round(max(left[1], right[1])), round(left[2]), round(right[2]))
-                )
+            boxes.append((round(min(tops)), round(max([bottom, *bottoms])), round(left[2]), round(right[2])))
     return boxes
 
 
@@ -1014,6 +1035,9 @@ def picture_part(image: RGB, region: BoolMask) -> BoolMask:
     strip = rectangle & _dilate(~rectangle, max(1, round(0.03 * min(y1 - y0, x1 - x0))))
     labels[strip & part & ~_dilate(subject, max(1, round(0.01 * longer)))] = cv2.GC_BGD
     models = (np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64))
+    # GrabCut seeds its colour models by k-means from OpenCV's global generator, so
+    # the cut depended on what ran before it (IoU 0.89-0.91 on one scene): fix it.
+    cv2.setRNGSeed(0)
     cv2.grabCut(
         np.ascontiguousarray(image[cy0:cy1, cx0:cx1]), labels, (0, 0, 0, 0), *models, 5, cv2.GC_INIT_WITH_MASK
     )

@@ -258,6 +258,34 @@ def test_salient_cuts_a_framed_painting_merged_with_the_animal(
     assert float(mask[y0:y1, x0:x1][canvas_only].mean()) < 0.02
 
 
+def _framed(height: int, width: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    image = np.full((height, width, 3), (205, 198, 184), np.uint8)
+    y0, y1, x0, x1 = box
+    image[y0:y1, x0:x1] = (96, 62, 34)
+    image[y0 + 14 : y1 - 14, x0 + 14 : x1 - 14] = (150, 120, 110)
+    return image
+
+
+def test_frame_rectangles_with_broken_sides() -> None:
+    # Whole frame: found. Then the right side's upper part and both sides' lower parts
+    # blurred away (as a soft shadow or a textured wall can): the top and bottom edges
+    # still outline the picture.
+    def outlined(boxes: list[tuple[int, int, int, int]]) -> bool:
+        return any(
+            max(abs(a - b) for a, b in zip(box, (40, 300, 50, 350), strict=True)) <= 3 for box in boxes
+        )
+
+    image = _framed(400, 600, (40, 300, 50, 350))
+    assert outlined(seg.frame_rectangles(image))
+    broken = image.copy()
+    ramp = np.linspace(0.0, 1.0, 12)[None, :, None]  # too gentle for Canny's thresholds
+    wall, frame = np.array((205, 198, 184), np.float32), np.array((96, 62, 34), np.float32)
+    for (r0, r1), (c0, c1), flip in (((40, 110), (344, 356), False), ((250, 300), (44, 56), True)):
+        broken[r0:r1, c0:c1] = (frame + (wall - frame) * (ramp[:, ::-1] if flip else ramp)).astype(np.uint8)
+    broken[250:300, 344:356] = broken[250:300, 44:56][:, ::-1]
+    assert outlined(seg.frame_rectangles(broken)), seg.frame_rectangles(broken)
+
+
 def test_main_subject_skips_pictures() -> None:
     binary = np.zeros((200, 300), bool)
     binary[20:120, 20:180] = True  # a framed picture: fills its rectangle
