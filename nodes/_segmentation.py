@@ -595,11 +595,29 @@ def refine(image: RGB, alpha: FloatMask, keep: BoolMask) -> FloatMask:
     core = _regions_touching(crop > 0.5, seed)
     if not core.any():
         core = seed
-    crop *= cv2.GaussianBlur(_dilate(core, band).astype(np.float32), (0, 0), band / 2)
+    crop *= _fade(core, band)
     filled = fill_inside(np.clip(crop, 0.0, 1.0, out=crop), max(1.0, 0.005 * longer))
     smooth = cv2.GaussianBlur(filled, (0, 0), 0.001 * longer)
     out[cy0:cy1, cx0:cx1] = np.clip(smooth, 0.0, 1.0)
     return out
+
+
+def _fade(core: BoolMask, band: int) -> FloatMask:
+    """Pixels within ``band`` of ``core``, blurred by a Gaussian of ``band / 2``: 1 on ``core``, 0 far away.
+
+    The result is smooth, so for a large band the Gaussian runs on an area-shrunk
+    copy (by up to a quarter of the half-band), then enlarged: a 4K photo's
+    150-pixel kernel costs 0.1 s at full size.
+    """
+    sigma = band / 2
+    scale = max(1, int(sigma // 4))
+    if scale == 1:
+        return np.asarray(cv2.GaussianBlur(_dilate(core, band).astype(np.float32), (0, 0), sigma), np.float32)
+    height, width = core.shape
+    near = _dilate(core, band).astype(np.float32)
+    small = cv2.resize(near, (-(-width // scale), -(-height // scale)), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma / scale)
+    return np.asarray(cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)
 
 
 def fill_inside(alpha: FloatMask, depth: float) -> FloatMask:
@@ -617,14 +635,21 @@ def fill_inside(alpha: FloatMask, depth: float) -> FloatMask:
     filled = binary
     if count > 1:
         border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        sums = np.bincount(labels.ravel(), weights=alpha.ravel(), minlength=count)
-        areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-        mean = sums / np.maximum(areas, 1.0)
-        small = areas <= (6.0 * depth) ** 2
-        hole = np.where(small, (mean >= 0.1) | (areas <= depth * depth), mean >= 0.5)
+        areas = stats[:, cv2.CC_STAT_AREA]
+        hole = areas <= depth * depth
         hole[border] = False
         hole[0] = False
-        filled = binary | hole[labels]
+        # Only the few mid-sized and large holes need their mean: on their boxes, not
+        # over the whole (4K: 8 Mpx) image.
+        for i in np.flatnonzero(~hole)[1:]:
+            if i in border:
+                continue
+            x, y, w, h = stats[i, :4]
+            mean = float(alpha[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i].mean())
+            hole[i] = mean >= (0.1 if areas[i] <= (6.0 * depth) ** 2 else 0.5)
+        # Filled: all but the components that stay out (the background, usually one or two).
+        out = np.flatnonzero(~hole)[1:]
+        filled = ~np.isin(labels, out) if len(out) else np.ones(binary.shape, dtype=bool)
     inside = cv2.distanceTransform(_u8(filled), cv2.DIST_L2, 5)
     return np.maximum(alpha, np.clip(inside * np.float32(1.0 / depth), 0.0, 1.0)).astype(np.float32)
 

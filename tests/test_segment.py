@@ -180,6 +180,15 @@ def test_enlarge_is_a_crop_of_the_full_resize() -> None:
     assert float(np.abs(part - full[20:91, :157]).max()) < 1e-5
 
 
+@pytest.mark.parametrize("band", [6, 38])
+def test_fade_is_the_blurred_band_around_the_core(band: int) -> None:
+    core = np.zeros((1080, 1920), bool)
+    cv2.circle(core.view(np.uint8), (900, 500), 350, 1, -1)
+    core[40:60, 100:700] = True
+    exact = cv2.GaussianBlur(seg._dilate(core, band).astype(np.float32), (0, 0), band / 2)
+    assert float(np.abs(seg._fade(core, band) - exact).max()) < 0.005
+
+
 def test_a_large_photo_is_searched_on_a_working_copy(
     provisioned: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
