@@ -745,7 +745,7 @@ def segment_person(
         confident, see :func:`find_people`).
     """
     work = working_copy(image)
-    people = find_people(work, person)
+    people = find_people(work, person, everyone=hint is not None)
     if not people:
         return None
     if hint is None:
@@ -807,7 +807,9 @@ def _tiles(height: int, width: int) -> list[Box]:
     ]
 
 
-def find_people(image: RGB, person: Callable[[RGB], FloatMask], limit: int = 8) -> list[Person]:
+def find_people(
+    image: RGB, person: Callable[[RGB], FloatMask], limit: int = 8, everyone: bool = True
+) -> list[Person]:
     """The people of ``image``, each located and scored by a closer look.
 
     Seeds are MediaPipe's regions above 0.5 on the whole photo and on overlapping
@@ -823,19 +825,31 @@ def find_people(image: RGB, person: Callable[[RGB], FloatMask], limit: int = 8) 
     * Two people sharing over 20% of the smaller one are one: the better scored
       stays, except that a tile's part of a person the whole photo showed whole
       (80% inside it) gives way to it.
+    * Unless ``everyone`` is asked for (to choose among people by a hint), the tiles
+      are skipped when the whole photo already shows a real person (score 0.95) at
+      least half the frame high: the tiles look for small people, who would not be
+      the subject then.
     """
     height, width = image.shape[:2]
     min_area = max(16.0, 2e-3 * height * width)
     seeds: list[tuple[Box, BoolMask, bool]] = [
         ((0, height, 0, width), s, False) for s in _components(person(image) > 0.5, min_area)
     ]
-    for box in _tiles(height, width):
-        y0, y1, x0, x1 = box
-        probability = person(np.ascontiguousarray(image[y0:y1, x0:x1]))
-        seeds += [(box, s, True) for s in _components(probability > 0.5, min_area)]
     found: list[Person] = []
     located_count = 0
-    for (y0, y1, x0, x1), part, from_tile in seeds:
+    tiles = _tiles(height, width)
+    index = 0
+    while index < len(seeds) or tiles:
+        if index == len(seeds):
+            if not everyone and any(p.score >= 0.95 and _height(p.region) >= 0.5 * height for p in found):
+                break
+            for y0, y1, x0, x1 in tiles:
+                probability = person(np.ascontiguousarray(image[y0:y1, x0:x1]))
+                seeds += [((y0, y1, x0, x1), s, True) for s in _components(probability > 0.5, min_area)]
+            tiles = []
+            continue
+        (y0, y1, x0, x1), part, from_tile = seeds[index]
+        index += 1
         if located_count >= limit:
             break
         area = int(part.sum())
@@ -854,6 +868,12 @@ def find_people(image: RGB, person: Callable[[RGB], FloatMask], limit: int = 8) 
         if all(located.score > p.score for p in same):
             found = [p for p in found if p not in same] + [located]
     return found
+
+
+def _height(region: BoolMask) -> int:
+    """Rows from the top to the bottom of ``region``."""
+    rows = np.flatnonzero(region.any(axis=1))
+    return int(rows[-1] + 1 - rows[0]) if len(rows) else 0
 
 
 def _overlap(a: BoolMask, b: BoolMask) -> float:

@@ -190,6 +190,28 @@ def test_fade_is_the_blurred_band_around_the_core(band: int) -> None:
     assert float(np.abs(seg._fade(core, band) - exact).max()) < 0.005
 
 
+def test_tiles_are_skipped_when_the_whole_photo_shows_the_person(provisioned: None) -> None:
+    # girl-2 fills the frame: the tiles (which look for small people) are not run
+    # unless every person is asked for, and the person found is the same.
+    image, _ = load("girl-2")
+    path = models.ensure(seg.MEDIAPIPE_SELFIE)
+    seen: list[tuple[int, ...]] = []
+
+    def person(rgb: np.ndarray) -> np.ndarray:
+        seen.append(rgb.shape)
+        return seg.person_probability(rgb, path)
+
+    quick = seg.find_people(image, person, everyone=False)
+    calls = len(seen)
+    seen.clear()
+    everyone = seg.find_people(image, person)
+    tiles = seg._tiles(*image.shape[:2])
+    assert len(seen) >= calls + len(tiles)
+    assert [shape for shape in seen if shape[:2] == (tiles[0][1] - tiles[0][0],) * 2]
+    best = max(everyone, key=lambda p: p.score)
+    assert len(quick) == 1 and np.array_equal(quick[0].region, best.region)
+
+
 def test_a_large_photo_is_searched_on_a_working_copy(
     provisioned: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,7 +224,9 @@ def test_a_large_photo_is_searched_on_a_working_copy(
     searched: list[tuple[int, ...]] = []
     find_people = seg.find_people
     monkeypatch.setattr(
-        seg, "find_people", lambda rgb, person: searched.append(rgb.shape) or find_people(rgb, person)
+        seg,
+        "find_people",
+        lambda rgb, person, **kw: searched.append(rgb.shape) or find_people(rgb, person, **kw),
     )
     mask = segment(big)
     assert searched and max(searched[0][:2]) == seg.WORKING_SIDE
