@@ -138,23 +138,13 @@ class _TfliteRunner:
             return np.array(self.interpreter.get_tensor(self.output_index), dtype=np.float32)
 
 
-_loading: dict[tuple[str, str], threading.Lock] = {}
-
-
 def _cached(kind: str, key: str, factory: Callable[[], Any]) -> Any:
-    """The session for ``(kind, key)``, made by ``factory`` once (a second caller waits for the first)."""
     with _cache_lock:
         session = _sessions.get((kind, key))
-        if session is not None:
-            return session
-        loading = _loading.setdefault((kind, key), threading.Lock())
-    with loading:
+    if session is None:
+        session = factory()
         with _cache_lock:
-            session = _sessions.get((kind, key))
-        if session is None:
-            session = factory()
-            with _cache_lock:
-                _sessions[(kind, key)] = session
+            session = _sessions.setdefault((kind, key), session)
     return session
 
 
@@ -194,10 +184,12 @@ _U2_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _U2_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def _u2net_session(model: Path) -> Any:
+def u2net_alpha(image: RGB, model: Path) -> FloatMask:
+    """Return a U^2-Net alpha for ``image`` (rembg's u2netp pre/post-processing)."""
     import onnxruntime as ort
 
     def load() -> Any:
+
         try:
             options = ort.SessionOptions()
             options.log_severity_level = 3
@@ -208,28 +200,7 @@ def _u2net_session(model: Path) -> Any:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise _model_failure(model, exc) from exc
 
-    return _cached("onnx", str(model), load)
-
-
-def preload_u2net(model: Path) -> None:
-    """Load the u2netp session in the background, while the person is being found.
-
-    Creating it takes 50-100 ms that would otherwise come after the person search.
-    A failure is left for :func:`u2net_alpha` to raise.
-    """
-
-    def load() -> None:
-        with contextlib.suppress(Exception):
-            _u2net_session(model)
-
-    threading.Thread(target=load, name="focusgraph-u2netp-load", daemon=True).start()
-
-
-def u2net_alpha(image: RGB, model: Path) -> FloatMask:
-    """Return a U^2-Net alpha for ``image`` (rembg's u2netp pre/post-processing)."""
-    import onnxruntime as ort
-
-    session = _u2net_session(model)
+    session = _cached("onnx", str(model), load)
     height, width = image.shape[:2]
     side = session.get_inputs()[0].shape[2]
     size = side if isinstance(side, int) else 320

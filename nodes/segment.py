@@ -131,8 +131,6 @@ class Segment(Node):
         fine = self._fine_runner(params.model)
         mask = None
         if params.subject == "person":
-            if params.model is None or params.model == "u2netp":
-                seg.preload_u2net(models.ensure(seg.U2NETP))  # ready by the time the person is found
             person_model = models.ensure(seg.MEDIAPIPE_SELFIE)
             mask = seg.segment_person(
                 image, lambda rgb: seg.person_probability(rgb, person_model), fine, hint

@@ -498,30 +498,6 @@ def test_sessions_are_loaded_once_per_process(provisioned: None) -> None:
     assert all(seg._sessions[key] is loaded[key] for key in loaded)
 
 
-def test_a_session_loading_in_the_background_is_not_loaded_twice() -> None:
-    # preload_u2net's thread and the segment node can ask for the session at once.
-    import threading
-    import time
-
-    made: list[object] = []
-
-    def factory() -> object:
-        time.sleep(0.2)
-        made.append(object())
-        return made[-1]
-
-    got: list[object] = []
-    threads = [
-        threading.Thread(target=lambda: got.append(seg._cached("test", "slow", factory))) for _ in range(3)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seg._sessions.pop(("test", "slow"))
-    assert len(made) == 1 and all(g is made[0] for g in got) and len(got) == 3
-
-
 def test_rembg_model_uses_the_cache_folder_without_downloading(
     provisioned: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
