@@ -7,31 +7,38 @@ Person segmentation combines two models, each doing what it is good at:
 * u2netp (rembg's small salient-object model, 320x320) gives a finer alpha, but
   on the whole photo it returns whatever is salient, paintings included.
 
-The pipeline (:func:`segment_person`):
+The pipeline (:func:`segment_person`) finds and fuses on a working copy of at
+most 1024 pixels (:func:`working_copy`; the models see 256 or 320 anyway), and
+refines at full size on the subject's box only:
 
 1. Find the people (:func:`find_people`): MediaPipe on the whole photo (averaged
    with the mirrored photo) and on overlapping tiles (a person a third of the
    frame high is too small for the whole-photo pass); each region above 0.5 is a
-   seed.
+   seed. Without a hint the tiles are skipped when the whole photo already shows
+   a real person at least half the frame high.
 2. Look closer at each seed (:func:`locate_person`): MediaPipe again on a crop
    around it; its confident pixels attached to the seed are the person's core, the
    crop grows while the person reaches its side (raised arms), and less confident
    pixels count only near the core, so a half-believed painting does not leak in.
    The person is the located region with the highest mean probability (a real
    person scores higher on a close crop than a painted one), or the hinted one.
-3. Run the fine model on the same crop, where the person dominates.
+3. Run the fine model on the same crop (of the full-size photo), where the person
+   dominates.
 4. Fuse (:func:`fuse`): near the region's edge the fine alpha decides where it is
-   confident; deep inside, the larger of the two (MediaPipe fills an arm u2netp
-   misses, whole when the arm reaches far from u2netp's shape); outside, the fine
-   alpha only within a thin band (0.75% of the longer side), so it cannot add the
-   painting.
+   confident, except beside a large object it merged with the person (a
+   painting); deep inside, the larger of the two (MediaPipe fills an arm u2netp
+   misses, whole when the arm reaches far from u2netp's shape), but a narrow strip
+   u2netp is sure is background (the wall between arm and body) stays open;
+   outside, the fine alpha within a thin band (0.75% of the longer side) and in
+   small parts attached to the person (a hand), so it cannot add the painting.
 5. Refine (:func:`refine`): sharpen the alpha's ramp, snap the edge to the photo
    with a colour guided filter, drop specks, fill the inside of the subject
    (:func:`fill_inside`: a tiger's stripes, a shadow on a shirt).
 
-``salient`` mode (:func:`segment_salient`) runs the fine model alone, keeps the
-largest region that is not a framed picture (:func:`main_subject`), or the hinted
-one, and refines it the same way.
+``salient`` mode (:func:`segment_salient`) runs the fine model alone on the
+working copy, keeps the largest region that is not a framed picture
+(:func:`main_subject`), or the hinted one, cuts a framed picture merged with it
+(:func:`picture_part`), and refines it the same way.
 
 Sessions are created lazily and cached per process, keyed by model path.
 """
@@ -673,8 +680,10 @@ def fuse(coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int) -> Flo
       photo seen between an arm and the body: there the fine alpha decides by its
       confidence at any depth, where it is below 0.3.
 
-    Outside the region the fine alpha counts only within ``band`` pixels, so it
-    cannot add a painting next to the person.
+    Outside the region the fine alpha counts within ``band`` pixels, and beyond
+    them only in parts smaller than 3% of the region attached to its shape inside
+    the region (a hand, a bag the coarse model missed), so it cannot add a painting
+    next to the person.
     """
     inside = region.astype(np.uint8)
     depth = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
@@ -703,7 +712,16 @@ def fuse(coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int) -> Flo
     if limb.any():
         within = np.where(limb[labels], 1.0, within)
     near = np.where(outside <= band, confidence * fine + (1.0 - confidence) * coarse, 0.0)
-    return np.clip(np.where(region, within, near), 0.0, 1.0).astype(np.float32)
+    out = np.where(region, within, near)
+    beyond = (fine > 0.5) & (outside > band)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(_u8(beyond), connectivity=8)
+    small = stats[:, cv2.CC_STAT_AREA] < 0.03 * max(1, int(inside.sum()))
+    small[0] = False
+    if small.any():
+        parts = small[labels]
+        attached = _regions_touching(parts | ((fine > 0.5) & ~beyond), (fine > 0.5) & region) & parts
+        out = np.where(attached, np.maximum(out, fine), out)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 # ------------------------------------------------------------------------ people

@@ -245,7 +245,8 @@ def _disc_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_fuse_ignores_the_fine_edge_beside_an_object_it_merged() -> None:
     # The fine model's edge is trusted (4 px outside the coarse one), except next to a
-    # painting it merged with the person: there the coarse edge holds.
+    # painting it merged with the person: there the coarse edge holds. A small part
+    # reaching out of the region (a hand) is the person's.
     coarse, region, fine = _disc_scene()
     alone = seg.fuse(coarse, fine, region, 5)
     assert alone[150, 150 - 62] > 0.5 and alone[150, 150 + 62] > 0.5
@@ -256,7 +257,10 @@ def test_fuse_ignores_the_fine_edge_beside_an_object_it_merged() -> None:
     assert fused[150, 150 + 62] < 0.5 and float(fused[:, 230:].max()) == 0.0
     small = fine.copy()
     small[145:155, 205:240] = 1.0  # a hand the coarse model missed: too small to be a painting
-    assert seg.fuse(coarse, small, region, 5)[150, 150 + 62] > 0.5
+    with_hand = seg.fuse(coarse, small, region, 5)
+    assert with_hand[150, 150 + 62] > 0.5
+    assert float(with_hand[147:153, 215:238].min()) == 1.0  # the fine model's hand, whole
+    assert float(with_hand[100:140, 215:300].max()) == 0.0
 
 
 def test_fuse_opens_the_gap_between_arm_and_body() -> None:
