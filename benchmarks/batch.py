@@ -55,7 +55,8 @@ def make_photos(folder: Path, count: int) -> list[Path]:
 
 def run_batch(photos: list[Path], jobs: int, duration: float, out: Path) -> dict[str, Any]:
     """One timed ``focusgraph batch`` run; returns its measurements."""
-    command = [FOCUSGRAPH, "-q", "batch", "rack-focus", *map(str, photos), "--out", str(out)]
+    # --no-cache: every run segments every photo (a later run would find them in the node store)
+    command = [FOCUSGRAPH, "-q", "--no-cache", "batch", "rack-focus", *map(str, photos), "--out", str(out)]
     command += ["--jobs", str(jobs), "--set", f"duration={duration}"]
     run = run_measured(command)
     report = json.loads((out / "report.json").read_text())

@@ -52,7 +52,9 @@ def main() -> None:
         rows = []
         for seconds in (5, 10):
             out = Path(folder) / f"clip-{seconds}s.mp4"
-            command = [str(FOCUSGRAPH), "-q", "render", "rack-focus", "-i", str(photo), "-o", str(out)]
+            # --no-cache: both renders segment the photo (the second would find it in the node store)
+            command = [str(FOCUSGRAPH), "-q", "--no-cache", "render", "rack-focus", "-i", str(photo)]
+            command += ["-o", str(out)]
             command += ["--set", f"duration={seconds}", "--overwrite"]
             rss, elapsed = peak_rss_mb(command)
             rows.append((seconds, rss, elapsed))

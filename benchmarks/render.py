@@ -5,12 +5,14 @@ optionally 4K) and each of ``--runs`` rounds, interleaved (render, floor, peer, 
 floor, peer, ...):
 
 * **render**: ``focusgraph render rack-focus`` (5 s at 30 fps, the preset's encoder
-  settings) in a fresh process with the node store off (segmentation and inpainting
-  run); wall time and the peak RSS of its process tree and of the render process alone
-  (the rest is ffmpeg's x264, which the floor's tree holds too).
+  settings) in a fresh process with a new, empty node store, as a first render of a
+  photo (segmentation and inpainting run and are written to the store); wall time and
+  the peak RSS of its process tree and of the render process alone (the rest is
+  ffmpeg's x264, which the floor's tree holds too).
 * **grain-free render**: the render with ``--set grain=0 --set film_grain=0``, the
   same effect as the peer's (which has no grain), to compare the two pipelines on
-  equal frames: grain-free frames encode much faster.
+  equal frames (grain-free frames encode much faster); like the peer, which is handed
+  the mask, it finds the mask and the plate in the filled store.
 * **re-render**: the same with a node store that one render beforehand filled, as when
   a user re-renders the photo after changing a value: segmentation and the plate come
   from the store (``focusgraph.graph.store``).
@@ -136,8 +138,18 @@ def make_inputs(folder: Path, size_names: list[str]) -> list[tuple[str, Path]]:
 
 #: Overrides that take the grain out of the preset: the effect the ffmpeg peer makes.
 GRAIN_FREE = ("--set", "grain=0", "--set", "film_grain=0")
-#: The environment of a render that finds nothing in the node store and leaves nothing there.
+#: The environment of a command that neither reads nor writes a node store.
 NO_STORE = {**os.environ, STORE_ENV_VAR: "off"}
+
+
+def empty_store(folder: Path) -> dict[str, str]:
+    """The environment of a first render: a node store of its own, empty."""
+    return {**os.environ, STORE_ENV_VAR: tempfile.mkdtemp(prefix="store-", dir=folder)}
+
+
+def store_read_times(store: Path) -> list[float]:
+    """When each entry of a node store was last read (a hit touches its entry)."""
+    return sorted(path.stat().st_mtime for path in store.glob("*.npz"))
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
@@ -320,11 +332,14 @@ def peer_command(photo: Path, captured: dict[str, Any], folder: Path, out: Path)
 def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) -> dict[str, Any]:
     """All measurements of one input.
 
-    ``render`` starts from nothing (node store off: segmentation and inpainting run);
-    ``render_warm`` is the re-render of a user iterating on the same photo, which finds
-    them in a node store filled by one render beforehand. ``render_grain_free`` is the
-    render with both grains at 0 (empty store): the very effect the peer's command makes,
-    whose frames, without grain, encode much faster than the preset's.
+    ``render`` is a first render: a new, empty node store each run (segmentation and
+    inpainting run, and their results are written to the store as a user's first render
+    does); ``render_warm`` is the re-render of a user iterating on the same photo, which
+    finds them in a node store filled by one render beforehand (each run is checked to
+    have read it). ``render_grain_free`` is the render with both grains at 0: the very
+    effect the peer's command makes, whose frames, without grain, encode much faster than
+    the preset's; like the peer, which is handed the mask, it finds the mask (and plate)
+    in the filled store.
     """
     captured = capture(photo, folder)
     reference = exact_reference(photo, folder, captured)
@@ -334,26 +349,29 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
     warm = {**os.environ, STORE_ENV_VAR: str(store)}
     out = folder / "out.mp4"
     timed(render_command(photo, out), warm)  # fills the store
-    cold = run_measured(cold_start_command(photo, folder), NO_STORE)
+    cold = run_measured(cold_start_command(photo, folder), empty_store(folder))
     warm_start = run_measured(cold_start_command(photo, folder), warm)
     for start in (cold, warm_start):
         if start.returncode != 0:
             sys.exit(f"cold start failed: {start.stderr.strip()[-500:]}")
     commands = {
-        "render": (render_command(photo, out), NO_STORE),
+        "render": (render_command(photo, out), None),  # None: a new empty store each run
         "floor": (floor_command(captured, out), NO_STORE),
         "peer": (peer_command(photo, captured, folder, out), NO_STORE),
         "render_warm": (render_command(photo, out), warm),
-        "render_grain_free": (render_command(photo, out, *GRAIN_FREE), NO_STORE),
+        "render_grain_free": (render_command(photo, out, *GRAIN_FREE), warm),
     }
     if serial:
-        commands["render_serial"] = (render_command(photo, out, serial=True), NO_STORE)
+        commands["render_serial"] = (render_command(photo, out, serial=True), None)
     times: dict[str, list[float]] = {name: [] for name in commands}
     peaks: dict[str, list[float]] = {name: [] for name in commands}
     own_peaks: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, (command, env) in commands.items():
-            seconds, peak, own = timed(command, env)
+            read_before = store_read_times(store)
+            seconds, peak, own = timed(command, env or empty_store(folder))
+            if env is warm and store_read_times(store) == read_before:
+                sys.exit(f"{name} did not read the node store {store}")
             times[name].append(seconds)
             peaks[name].append(peak)
             own_peaks[name].append(own)

@@ -58,6 +58,7 @@ class BatchGraph:
     values: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     plugins: bool = True
+    cache: bool = True  # use the worker's node store (``--no-cache``: not)
 
     @property
     def sha256(self) -> str:
@@ -265,7 +266,7 @@ def render_photo(task: PhotoTask) -> PhotoResult:
                         f"model '{spec.name}' is missing on worker {worker} (looked in "
                         f"{models.model_path(spec)}); run `focusgraph models fetch` on that worker"
                     )
-        render(graph, overwrite=task.overwrite, store=NodeStore.default())
+        render(graph, overwrite=task.overwrite, store=NodeStore.default() if task.graph.cache else None)
         result.status = "done"
         result.output_size = Path(task.output).stat().st_size
         result.output_sha256 = file_sha256(Path(task.output))
@@ -458,6 +459,7 @@ def batch(
     overwrite: bool = False,
     plugins: bool = True,
     on_result: ResultCallback | None = None,
+    cache: bool = True,
 ) -> BatchReport:
     """Render ``graph`` once per photo into ``out_dir``, skipping what is already done.
 
@@ -482,6 +484,9 @@ def batch(
         Replace outputs that exist but were not made by an earlier batch run.
     on_result : callable, optional
         Called in this process with each :class:`PhotoResult` as it arrives.
+    cache : bool
+        Workers reuse segmentation and plates from their node store
+        (:mod:`focusgraph.graph.store`) and keep theirs there.
 
     Returns
     -------
@@ -505,7 +510,7 @@ def batch(
             [Problem(None, "--out", f"folder '{folder}' does not exist; create it first")]
         )
     bound = {key: value for key, value in (values or {}).items() if key not in {"image", "output"}}
-    recipe = BatchGraph(read_text(graph_path), str(graph_path), bound, overrides or {}, plugins)
+    recipe = BatchGraph(read_text(graph_path), str(graph_path), bound, overrides or {}, plugins, cache)
     photo_paths = collect_photos(photos)
     outputs = [folder / name for name in output_names(photo_paths, pattern)]
     needed = _check_graph(recipe, photo_paths[0], outputs[0])

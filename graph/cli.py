@@ -199,6 +199,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             args.graph, photos, args.out, client,
             values=values, overrides=overrides, jobs=args.jobs, pattern=args.pattern,
             overwrite=args.overwrite, plugins=not args.no_plugins, on_result=arrived,
+            cache=not args.no_cache,
         )  # fmt: skip
     except KeyboardInterrupt:
         progress.close(keep=False)
@@ -573,7 +574,7 @@ class _Interrupts:
 def cmd_cache(args: argparse.Namespace) -> int:
     store = NodeStore.default()
     if store is None:
-        print(f"the store is off (${STORE_ENV_VAR})")
+        print(f"the node store is off (--no-cache, or ${STORE_ENV_VAR}={os.environ.get(STORE_ENV_VAR)})")
         return 0
     if args.action == "clear":
         print(f"removed {store.clear()} entries from {store.folder}")

@@ -80,22 +80,27 @@ class ModelSpec:
     description: str = ""
 
 
+def cache_root() -> Path:
+    """Return focusgraph's folder in the platform's user cache (not created)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "focusgraph" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "focusgraph"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "focusgraph"
+
+
 def models_dir() -> Path:
     """Return the model cache folder (not created).
 
-    ``$FOCUSGRAPH_MODELS`` wins; otherwise the platform's user cache folder.
+    ``$FOCUSGRAPH_MODELS`` wins; otherwise ``models`` in :func:`cache_root`.
     """
     override = os.environ.get(ENV_VAR)
     if override:
         return Path(override).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-        return base / "focusgraph" / "Cache" / "models"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "focusgraph" / "models"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "focusgraph" / "models"
+    return cache_root() / "models"
 
 
 def path_inside(folder: Path, name: str) -> Path:

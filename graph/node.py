@@ -201,6 +201,14 @@ class Node:
         """
         return self.varies_per_frame
 
+    def persists(self, params: Any) -> bool:
+        """Whether outputs computed with these parameters go to the node store.
+
+        Defaults to ``persistent``; a node that is slow only for some parameters (a
+        depth model, but not the quick estimate) says so.
+        """
+        return self.persistent
+
     def input_files(self, params: Any) -> list[Path]:
         """Files this node reads, so the engine can refuse to overwrite them."""
         return []

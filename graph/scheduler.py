@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,21 +108,27 @@ class Evaluator:
         self, node: CompiledNode, params: NodeParams, inputs: dict[str, Any], ctx: FrameContext
     ) -> dict[str, Any]:
         """The node's outputs: from the store when it holds them, else evaluated (and stored)."""
-        stored_key = None
-        if self.store is not None and node.invariant and node.cls.persistent:
-            stored_key = self._store_key(node, params, inputs)
-            outputs = self.store.get(stored_key)
-            if outputs is not None and set(outputs) == set(node.cls.outputs):
-                self.restored[node.id] += 1
-                return outputs
+        if self.store is None or not (node.invariant and node.instance.persists(params)):
+            self.evaluations[node.id] += 1
+            outputs: dict[str, Any] = _guarded(node, ctx.frame, node.instance.evaluate, params, inputs, ctx)
+            return outputs
+        stored_key = self._store_key(node, params, inputs, ctx)
+        found = self.store.get(stored_key)
+        if found is not None and set(found[0]) == set(node.cls.outputs):
+            outputs, log = found
+            for line in log:
+                level, name, message = line.split("\t", 2)
+                logging.getLogger(name).log(int(level), "%s", message)
+            self.restored[node.id] += 1
+            return outputs
         self.evaluations[node.id] += 1
-        outputs = _guarded(node, ctx.frame, node.instance.evaluate, params, inputs, ctx)
-        if self.store is not None and stored_key is not None:
-            self.store.put_in_background(stored_key, outputs)
+        with _Warnings() as warnings:
+            outputs = _guarded(node, ctx.frame, node.instance.evaluate, params, inputs, ctx)
+        self.store.put_in_background(stored_key, outputs, warnings.lines)
         return outputs
 
     @staticmethod
-    def _store_key(node: CompiledNode, params: NodeParams, inputs: dict[str, Any]) -> str:
+    def _store_key(node: CompiledNode, params: NodeParams, inputs: dict[str, Any], ctx: FrameContext) -> str:
         files = []
         for path in node.instance.input_files(params):
             try:
@@ -128,11 +136,12 @@ class Evaluator:
             except OSError:
                 continue  # evaluate reports a missing file
             files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+        timeline = {"fps": ctx.fps, "frames": ctx.frame_count, "size": ctx.size, "max_side": ctx.max_side}
         return node_key(
             node.cls.type_name,
             node.cls.version,
             node.cls.__module__,
-            {"params": params.model_dump(mode="json"), "files": files},
+            {"params": params.model_dump(mode="json"), "files": files, "timeline": timeline},
             inputs,
             [spec.sha256 for spec in node.instance.required_models(params)],
         )
@@ -140,6 +149,30 @@ class Evaluator:
     def output_inputs(self, node: CompiledNode) -> dict[str, Any]:
         """Values arriving at the input ports of an output node for the last evaluated frame."""
         return {port: self._results[ref.node].outputs[ref.port] for port, ref in node.inputs.items()}
+
+
+class _Warnings(logging.Handler):
+    """``with _Warnings() as w:`` collects what focusgraph's loggers warn of in this thread.
+
+    Each line is ``level<TAB>logger<TAB>message``, so a node restored from the store
+    can warn again exactly as when it ran.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread:
+            self.lines.append(f"{record.levelno}\t{record.name}\t{record.getMessage()}")
+
+    def __enter__(self) -> _Warnings:
+        logging.getLogger("focusgraph").addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        logging.getLogger("focusgraph").removeHandler(self)
 
 
 def _guarded(node: CompiledNode, frame: int | None, call: Callable[..., Any], *args: Any) -> Any:
@@ -201,6 +234,8 @@ def render(
                 _guarded(node, frame, writer.write, inputs, ctx)
             if progress is not None:
                 progress(frame + 1, timeline.frame_count)
+        if evaluator.store is not None:
+            evaluator.store.flush()  # long done by now: the entries were written during the frames
         return [_guarded(node, None, writer.commit) for node, writer in writers]
     except BaseException as exc:
         for _, writer in writers:
@@ -208,9 +243,6 @@ def render(
         if isinstance(exc, FocusgraphError):
             exc.source = exc.source or graph.source
         raise
-    finally:
-        if evaluator.store is not None:
-            evaluator.store.flush()
 
 
 def render_frame(graph: CompiledGraph, frame: int) -> dict[str, dict[str, Any]]:

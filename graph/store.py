@@ -5,17 +5,25 @@ before its first frame (segmentation, inpainting) usually depends only on the ph
 which has not changed. A node type opts in with ``Node.persistent = True``; the
 scheduler then looks its outputs up here before evaluating it, under a key made of
 
-* the node's type, ``version`` and parameter values,
+* the node's type, ``version`` and parameter values, and the timeline (frame rate,
+  length, size limits: everything of the frame context but the frame),
 * a digest of the *contents* of every input value (the photo's pixels, not its path),
-* the sha256 of every model file the node uses, and
+  and the size and modification time of every file the node reads,
+* the pinned sha256 of every model file the node uses (files are verified against it
+  before use),
 * a digest of the source code of the package that defines the node type (any change to
   a built-in node module, or to a plugin's package, invalidates that package's entries),
+  and the versions of the store's format and of numpy,
 
-so a hit returns exactly what evaluating would. Entries are ``.npz`` files written
-atomically; the least recently used are deleted once the folder holds more than
-``FOCUSGRAPH_CACHE_MB`` megabytes (default 2048). An unreadable entry is deleted and
-recomputed. The folder is ``$FOCUSGRAPH_CACHE`` when set (``off`` turns the store off),
-else ``nodes/`` in the platform's focusgraph cache beside the models.
+so a hit returns what evaluating would, including the warnings the node logged (they
+are stored and logged again). What it does not see: another version of a compiled
+library (OpenCV, onnxruntime) behind the same code; ``focusgraph cache clear`` after
+upgrading one is safe. Restored arrays are read-only. Entries are ``.npz`` files
+written atomically; the least recently used are deleted once the folder holds more
+than ``FOCUSGRAPH_CACHE_MB`` megabytes (default 2048). An entry that is not a valid
+archive is deleted and recomputed; any failure of the store only costs its speed-up.
+The folder is ``$FOCUSGRAPH_CACHE`` when set (``off`` turns the store off), else
+``nodes`` in focusgraph's user cache folder (``~/.cache/focusgraph/nodes`` on Linux).
 """
 
 from __future__ import annotations
@@ -23,12 +31,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -36,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from focusgraph.graph.models import models_dir
+from focusgraph.graph.models import cache_root
 
 ENV_VAR = "FOCUSGRAPH_CACHE"
 """Environment variable naming the store's folder (``off``: no store)."""
@@ -45,7 +53,11 @@ SIZE_ENV_VAR = "FOCUSGRAPH_CACHE_MB"
 DEFAULT_LIMIT_MB = 2048
 _OFF = {"off", "0", "no", "false", "none"}
 _SUFFIX = ".npz"
-_SCALAR = "__scalar__"  # marks an output stored as a 0-d array that was a Python float or int
+_SCALAR = "__scalar__"  # marks an output stored as a 0-d array that was a Python number
+_NUMPY_SCALAR = "__numpy__"  # marks one that was a numpy scalar
+_LOG = "__log__"  # the warnings the node logged while it was evaluated
+FORMAT = 2
+"""Version of the entries' layout (part of every key)."""
 
 
 def default_folder() -> Path | None:
@@ -55,15 +67,18 @@ def default_folder() -> Path | None:
         return None
     if override:
         return Path(override).expanduser()
-    return models_dir().parent / "nodes"
+    return cache_root() / "nodes"
 
 
 def _limit_bytes() -> int:
+    """``$FOCUSGRAPH_CACHE_MB`` in bytes; the default when it is not a finite number >= 0."""
     try:
         megabytes = float(os.environ.get(SIZE_ENV_VAR, DEFAULT_LIMIT_MB))
     except ValueError:
         megabytes = DEFAULT_LIMIT_MB
-    return int(max(megabytes, 0.0) * 2**20)
+    if not math.isfinite(megabytes) or megabytes < 0:
+        megabytes = DEFAULT_LIMIT_MB
+    return int(megabytes * 2**20)
 
 
 @cache
@@ -88,7 +103,8 @@ def value_digest(value: Any, digest: Any) -> None:
     elif isinstance(value, dict):
         digest.update(f"dict {len(value)}".encode())
         for name in sorted(value):
-            digest.update(str(name).encode())
+            encoded = str(name).encode()
+            digest.update(f"{len(encoded)}:".encode() + encoded)
             value_digest(value[name], digest)
     elif isinstance(value, list | tuple):
         digest.update(f"list {len(value)}".encode())
@@ -109,6 +125,8 @@ def node_key(
     """The store key of a node evaluation (see the module docstring for what goes in)."""
     digest = hashlib.blake2b(digest_size=20)
     header = {
+        "format": FORMAT,
+        "numpy": np.__version__,
         "type": type_name,
         "version": version,
         "code": package_digest(module_name),
@@ -120,17 +138,46 @@ def node_key(
     return digest.hexdigest()
 
 
-def _storable(outputs: dict[str, Any]) -> dict[str, np.ndarray] | None:
-    """The outputs as arrays for ``np.savez``, or ``None`` if one is neither an array nor a number."""
+def _storable(outputs: dict[str, Any], log: list[str]) -> dict[str, np.ndarray] | None:
+    """The outputs (and ``log``) as arrays for ``np.savez``, or ``None`` if one cannot be stored.
+
+    Arrays of numbers, numpy scalars and Python numbers can (each comes back as the same
+    type); anything else (objects, huge integers) makes the node's results unstorable.
+    """
     arrays: dict[str, np.ndarray] = {}
     for name, value in outputs.items():
-        if isinstance(value, np.ndarray) and value.dtype != object:
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
             arrays[name] = value
+        elif isinstance(value, np.generic) and value.dtype.kind in "biufc":
+            arrays[_NUMPY_SCALAR + name] = np.asarray(value)
         elif isinstance(value, bool | int | float):
-            arrays[_SCALAR + name] = np.asarray(value)
+            stored = np.asarray(value)
+            if stored.dtype.kind not in "biuf":
+                return None
+            arrays[_SCALAR + name] = stored
         else:
             return None
+    if log:
+        arrays[_LOG] = np.array(log, dtype=np.str_)
     return arrays
+
+
+def _restored(archive: Any) -> tuple[dict[str, Any], list[str]]:
+    """The outputs and logged warnings held in an open ``np.load`` archive (arrays read-only)."""
+    outputs: dict[str, Any] = {}
+    log: list[str] = []
+    for name in archive.files:
+        value = archive[name]
+        if name == _LOG:
+            log = [str(line) for line in value.tolist()]
+        elif name.startswith(_SCALAR):
+            outputs[name.removeprefix(_SCALAR)] = value.item()
+        elif name.startswith(_NUMPY_SCALAR):
+            outputs[name.removeprefix(_NUMPY_SCALAR)] = value[()]
+        else:
+            value.flags.writeable = False
+            outputs[name] = value
+    return outputs, log
 
 
 @dataclass
@@ -162,21 +209,20 @@ class NodeStore:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}{_SUFFIX}"
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The outputs stored under ``key``, or ``None`` (an unreadable entry is deleted)."""
+    def get(self, key: str) -> tuple[dict[str, Any], list[str]] | None:
+        """The outputs and logged warnings stored under ``key``, or ``None``.
+
+        An entry that is not a valid archive is deleted; one that cannot be read (a
+        permission, a transient error) is left alone.
+        """
         path = self._path(key)
         try:
             with np.load(path, allow_pickle=False) as archive:
-                outputs: dict[str, Any] = {}
-                for name in archive.files:
-                    if name.startswith(_SCALAR):
-                        outputs[name.removeprefix(_SCALAR)] = archive[name].item()
-                    else:
-                        outputs[name] = archive[name]
-        except FileNotFoundError:
+                found = _restored(archive)
+        except OSError:
             self.misses += 1
             return None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        except Exception:  # a damaged or foreign file: numpy and zipfile raise many kinds
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
             self.misses += 1
@@ -184,43 +230,48 @@ class NodeStore:
         with contextlib.suppress(OSError):
             os.utime(path)  # most recently used
         self.hits += 1
-        return outputs
+        return found
 
-    def put(self, key: str, outputs: dict[str, Any]) -> bool:
-        """Store ``outputs`` under ``key`` (atomically); return whether they were storable.
+    def put(self, key: str, outputs: dict[str, Any], log: list[str] | None = None) -> bool:
+        """Store ``outputs`` (and the warnings in ``log``) under ``key``, atomically.
 
-        A full disk or a read-only folder only costs the re-render its speed-up: the
-        render itself never fails because of the store.
+        Returns whether they were stored. A full disk, a read-only folder or anything
+        else going wrong only costs the re-render its speed-up: never an exception.
         """
-        arrays = _storable(outputs)
+        arrays = _storable(outputs, log or [])
         if arrays is None:
             return False
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=".", suffix=".partial", dir=self.folder)
             try:
+                os.fchmod(handle, 0o644)
                 with os.fdopen(handle, "wb") as file:
                     np.savez(file, **arrays)  # type: ignore[arg-type]
                 os.replace(temporary, self._path(key))
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
-        except OSError:
+            self.evict()
+        except Exception:
             return False
-        self.evict()
         return True
 
-    def put_in_background(self, key: str, outputs: dict[str, Any]) -> None:
+    def put_in_background(self, key: str, outputs: dict[str, Any], log: list[str] | None = None) -> None:
         """:meth:`put` in a thread, so the render goes on meanwhile; :meth:`flush` waits for it.
 
         The outputs are never modified afterwards (nodes treat their inputs as read-only),
         so the thread can write them as they are. The thread is not a daemon: an ending
         process finishes the write rather than leave half a file.
         """
-        if _storable(outputs) is None:
+        if _storable(outputs, []) is None:
             return
-        writer = threading.Thread(target=self.put, args=(key, outputs), name="focusgraph-store")
-        writer.start()
+        writer = threading.Thread(target=self.put, args=(key, outputs, log), name="focusgraph-store")
+        try:
+            writer.start()
+        except RuntimeError:  # no thread to be had: write now
+            self.put(key, outputs, log)
+            return
         self._writers.append(writer)
 
     def flush(self) -> None:
@@ -270,9 +321,9 @@ class NodeStore:
                 total -= sizes.get(path, 0)
 
     def clear(self) -> int:
-        """Delete every entry; return how many there were."""
+        """Delete every entry (and any partial file); return how many entries there were."""
         entries = self.entries()
-        for path in entries:
+        for path in [*entries, *(self.folder.glob(".*.partial") if self.folder.is_dir() else [])]:
             with contextlib.suppress(OSError):
                 path.unlink()
         return len(entries)

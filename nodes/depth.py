@@ -224,7 +224,7 @@ class Depth(Node):
 
     type_name = "core.depth"
     version = 1
-    persistent = True  # a depth model run is slow
+    persistent = True  # a depth model run is slow (see ``persists``)
     description = (
         "Depth map of the photo, 0 = near, 1 = far. 'estimate' (default, no model): the subject "
         "on its own plane over a ground plane rising from its feet (a plausible layout; it knows "
@@ -332,6 +332,10 @@ class Depth(Node):
     }
     outputs = {"depth": Port(PortType.MASK, "Depth, (H, W) float32: 0 = near, 1 = far.")}
     varies_per_frame = False
+
+    def persists(self, params: Any) -> bool:
+        """Only a model's depth is worth keeping: an estimate or a file is quicker to redo."""
+        return bool(params.source == "model")
 
     def input_files(self, params: Any) -> list[Path]:
         """The depth image or the model file this node reads."""

@@ -60,6 +60,13 @@ def provisioned() -> None:
         pytest.skip(f"segmentation models unavailable: {exc}")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """No test, nor a worker process a session fixture starts (Dask), uses the user's node store."""
+    import tempfile
+
+    os.environ["FOCUSGRAPH_CACHE"] = tempfile.mkdtemp(prefix="focusgraph-test-store-")
+
+
 @pytest.fixture(autouse=True)
 def node_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test starts with an empty store of persistent node outputs (no test sees another's)."""

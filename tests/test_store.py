@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -15,7 +17,14 @@ import pytest
 from focusgraph.graph import Evaluator, FrameContext, Node, NodeParams, Port, PortType, load_document, render
 from focusgraph.graph.compile import compile_graph
 from focusgraph.graph.registry import build_registry
-from focusgraph.graph.store import ENV_VAR, NodeStore, default_folder, node_key
+from focusgraph.graph.store import (
+    DEFAULT_LIMIT_MB,
+    ENV_VAR,
+    SIZE_ENV_VAR,
+    NodeStore,
+    default_folder,
+    node_key,
+)
 
 
 class CountedDisc(Node):
@@ -96,10 +105,11 @@ def test_restored_outputs_equal_evaluated_ones_in_type_and_value(small_photo: Pa
     for node in ("subject", "plate"):
         for port, value in evaluated[node].items():
             again = restored[node][port]
-            assert type(again) is type(value) or isinstance(value, np.ndarray)
+            assert type(again) is type(value)
             np.testing.assert_array_equal(np.asarray(again), np.asarray(value))
             if isinstance(value, np.ndarray):
                 assert again.dtype == value.dtype and again.shape == value.shape
+                assert not again.flags.writeable  # restored outputs are read-only
 
 
 def test_other_pixels_or_parameters_are_not_served_from_the_store(small_photo: Path, tmp_path: Path) -> None:
@@ -183,17 +193,107 @@ def test_a_background_write_lands_whole_and_stale_partial_files_go(tmp_path: Pat
     mask = np.arange(12, dtype=np.float32).reshape(3, 4)
     store.put_in_background("k", {"mask": mask, "noise": 0.5})
     store.flush()
-    restored = store.get("k")
-    assert restored is not None and restored["noise"] == 0.5
-    np.testing.assert_array_equal(restored["mask"], mask)
+    found = store.get("k")
+    assert found is not None and found[0]["noise"] == 0.5
+    np.testing.assert_array_equal(found[0]["mask"], mask)
     assert not stale.exists() and fresh.exists()
 
 
 def test_an_unwritable_store_costs_only_the_speed_up(small_photo: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where the store's folder would be")
+    store = NodeStore(blocker / "store")
+    assert not store.put("k", {"mask": np.zeros(3)})
     graph = compiled(small_photo, tmp_path / "a.mp4")
-    assert render(graph, store=NodeStore(blocker / "store")) == [tmp_path / "a.mp4"]
+    assert render(graph, store=store) == [tmp_path / "a.mp4"]
+    assert store.entries() == [] and store.misses == 2
+
+
+def test_a_damaged_or_foreign_entry_never_breaks_a_lookup(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store")
+    store.folder.mkdir()
+    np.save(store.folder / "plain.npy", np.zeros(3))
+    (store.folder / "plain.npy").rename(store.folder / "plain.npz")  # a .npy where an .npz belongs
+    (store.folder / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    assert store.get("plain") is None and store.get("junk") is None
+    assert store.entries() == []  # both deleted, to be recomputed
+
+
+def test_numbers_and_warnings_come_back_as_they_were(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store")
+    outputs = {"a": 0.25, "b": 3, "c": np.float32(1.5), "d": np.int64(-2), "e": np.zeros((2, 2), np.uint16)}
+    assert store.put("k", outputs, ["30\tfocusgraph.nodes.x\tno person found"])
+    found = store.get("k")
+    assert found is not None
+    restored, log = found
+    assert log == ["30\tfocusgraph.nodes.x\tno person found"]
+    for name, value in outputs.items():
+        assert type(restored[name]) is type(value)
+        np.testing.assert_array_equal(restored[name], value)
+    assert not store.put("huge", {"a": 2**70})  # not an int64: not stored, rather than pickled
+
+
+class Warner(Node):
+    """A persistent test node that warns, and whose output follows the timeline's size limit."""
+
+    type_name = "test.warner"
+    persistent = True
+    outputs = {"image": Port(PortType.IMAGE)}
+
+    def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
+        logging.getLogger("focusgraph.tests").warning("careful: %s", ctx.max_side)
+        side = ctx.max_side or 40
+        return {"image": np.zeros((side, side, 3), np.uint8)}
+
+
+WARNER_GRAPH = """\
+version: 1
+name: warner
+timeline: {fps: 10, duration: 0.1}
+inputs:
+  output: {type: path}
+nodes:
+  source: {type: test.warner}
+  still: {type: encode, inputs: {image: source}, params: {path: $output}}
+"""
+
+
+def test_a_restored_node_warns_again_and_the_timeline_is_part_of_the_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = build_registry()
+    registry.add(Warner, "tests")
+    values = {"output": str(tmp_path / "still.png")}
+    graph = compile_graph(load_document(WARNER_GRAPH), values, registry=registry)
+    store = NodeStore(tmp_path / "store")
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="focusgraph"):
+            outputs = Evaluator(graph, store).run(graph.timeline.context(0))
+        store.flush()
+        assert [r.getMessage() for r in caplog.records] == ["careful: None"]
+        assert outputs["source"]["image"].shape == (40, 40, 3)
+    assert store.hits == 1
+    small = dataclasses.replace(graph.timeline, max_side=8)
+    evaluator = Evaluator(graph, store)
+    assert evaluator.run(small.context(0))["source"]["image"].shape == (8, 8, 3)
+    assert evaluator.evaluations["source"] == 1
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-5", "lots", "1e400"])
+def test_a_bad_size_limit_falls_back_to_the_default(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(SIZE_ENV_VAR, value)
+    store = NodeStore.default()
+    assert store is not None and store.limit_bytes == DEFAULT_LIMIT_MB * 2**20
+
+
+def test_the_default_folder_is_the_user_cache_not_the_models_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv("FOCUSGRAPH_MODELS", "models")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_folder() == tmp_path / "xdg" / "focusgraph" / "nodes"
 
 
 def test_the_environment_moves_or_turns_off_the_store(
@@ -237,3 +337,15 @@ def test_cli_re_render_no_cache_and_cache_commands(provisioned: Path, tmp_path: 
     cleared = cli("cache", "clear", env=env)
     assert cleared.returncode == 0 and "removed 2 entries" in cleared.stdout
     assert list(store.glob("*.npz")) == []
+
+
+def test_batch_workers_use_the_store_unless_told_not_to(
+    provisioned: Path, small_photo: Path, tmp_path: Path, node_store: Path
+) -> None:
+    from focusgraph.graph.batching import batch
+
+    for cache, out in ((False, tmp_path / "off"), (True, tmp_path / "on")):
+        out.mkdir()
+        report = batch("rack-focus", [small_photo], out, values={"duration": 0.2}, jobs=1, cache=cache)
+        assert report.count("done") == 1
+        assert len(list(node_store.glob("*.npz"))) == (2 if cache else 0)
