@@ -101,10 +101,10 @@ def edge_width(reference: np.ndarray) -> int:
 SUBJECTS = {"girl-1": "person", "girl-2": "person", "girl-3": "person", "animal-1": "salient"}
 
 
-# Reached: IoU girl-1 0.960, girl-2 0.990, girl-3 0.986, animal-1 0.974;
-# band error 0.047, 0.025, 0.028, 0.047.
+# Reached: IoU girl-1 0.967, girl-2 0.990, girl-3 0.986, animal-1 0.974;
+# band error 0.040, 0.025, 0.029, 0.047.
 @pytest.mark.parametrize(
-    ("name", "threshold"), [("girl-1", 0.95), ("girl-2", 0.97), ("girl-3", 0.97), ("animal-1", 0.96)]
+    ("name", "threshold"), [("girl-1", 0.96), ("girl-2", 0.97), ("girl-3", 0.97), ("animal-1", 0.96)]
 )
 def test_mask_matches_the_reference_cutout(provisioned: None, name: str, threshold: float) -> None:
     image, reference = load(name)
