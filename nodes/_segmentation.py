@@ -658,7 +658,9 @@ def fill_inside(alpha: FloatMask, depth: float) -> FloatMask:
     return np.maximum(alpha, np.clip(inside * np.float32(1.0 / depth), 0.0, 1.0)).astype(np.float32)
 
 
-def fuse(coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int) -> FloatMask:
+def fuse(
+    coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int, belief: FloatMask | None = None
+) -> FloatMask:
     """Combine a coarse person probability with a fine alpha around ``region``.
 
     The fine alpha decides the edge, weighted by its confidence ``|2 f - 1|`` and by
@@ -678,9 +680,10 @@ def fuse(coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int) -> Flo
       confidence at any depth, where it is below 0.3.
 
     Outside the region the fine alpha counts within ``band`` pixels, and beyond
-    them only in parts smaller than 3% of the region attached to its shape inside
-    the region (a hand, a bag the coarse model missed), so it cannot add a painting
-    next to the person.
+    them only in parts smaller than 3% of the region, attached to its shape inside
+    the region, that the coarse model half believes in (mean ``belief``, its
+    probability before it was cut to the region, of at least 0.1: a hand, a bag),
+    so it cannot add a painting next to the person, nor an object in it.
     """
     inside = region.astype(np.uint8)
     depth = cv2.distanceTransform(inside, cv2.DIST_L2, 5)
@@ -715,6 +718,9 @@ def fuse(coarse: FloatMask, fine: FloatMask, region: BoolMask, band: int) -> Flo
     small = stats[:, cv2.CC_STAT_AREA] < 0.03 * max(1, int(inside.sum()))
     small[0] = False
     if small.any():
+        trust = coarse if belief is None else belief
+        sums = np.bincount(labels.ravel(), weights=trust.ravel(), minlength=count)
+        small &= sums >= 0.1 * stats[:, cv2.CC_STAT_AREA]
         parts = small[labels]
         attached = _regions_touching(parts | ((fine > 0.5) & ~beyond), (fine > 0.5) & region) & parts
         out = np.where(attached, np.maximum(out, fine), out)
@@ -767,10 +773,10 @@ def segment_person(
         chosen = max(people, key=lambda p: p.score)
     else:
         chosen = people[pick_region([p.region for p in people], hint)]
-    coarse = _place(chosen.probability, chosen.box, work.shape)
-    coarse[~chosen.region] = 0.0
+    belief = _place(chosen.probability, chosen.box, work.shape)
+    coarse = np.where(chosen.region, belief, np.float32(0.0))
     band = max(1, round(0.0075 * max(work.shape[:2])))
-    alpha = fuse(coarse, _fine_in_crop(fine, image, work.shape, chosen.box), chosen.region, band)
+    alpha = fuse(coarse, _fine_in_crop(fine, image, work.shape, chosen.box), chosen.region, band, belief)
     return refine(image, alpha, chosen.region)
 
 
