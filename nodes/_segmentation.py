@@ -1071,7 +1071,9 @@ def picture_part(image: RGB, region: BoolMask) -> BoolMask:
     shorter side) away from the subject are background, the rest of the rectangle
     is probably background. Of what GrabCut gives the subject inside the rectangle,
     only parts still attached to the subject after an opening of 1% of the longer
-    side count (not a pale patch of the painting joined by a thin line).
+    side count (not a pale patch of the painting joined by a thin line), and the
+    subject's own edge where it enters the rectangle (within that 1% of its part
+    outside, too thin to survive the opening).
     """
     height, width = region.shape
     longer = max(height, width)
@@ -1111,7 +1113,7 @@ def picture_part(image: RGB, region: BoolMask) -> BoolMask:
     radius = max(2, round(0.01 * longer))
     opened = np.asarray(cv2.morphologyEx(_u8(inside), cv2.MORPH_OPEN, _disc(radius)), dtype=bool)
     attached = _regions_touching(opened, _dilate(subject, 2))
-    kept = inside & _dilate(attached, radius)
+    kept = inside & (_dilate(attached, radius) | _dilate(subject, radius))
     drop = np.zeros(region.shape, dtype=bool)
     drop[cy0:cy1, cx0:cx1] = part & rectangle & ~kept
     return drop
