@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -61,7 +62,7 @@ FORMAT = 2
 
 
 def default_folder() -> Path | None:
-    """The store's folder: ``$FOCUSGRAPH_CACHE``, ``None`` if that says off, else beside the models."""
+    """The store's folder: ``$FOCUSGRAPH_CACHE``, ``None`` if that says off, else in the user cache."""
     override = os.environ.get(ENV_VAR)
     if override is not None and override.strip().lower() in _OFF:
         return None
@@ -83,13 +84,18 @@ def _limit_bytes() -> int:
 
 @cache
 def package_digest(module_name: str) -> str:
-    """Digest of the ``.py`` files beside the module ``module_name`` (its package's code)."""
+    """Digest of the code files (``.py``, ``.pyc``) beside the module ``module_name``: its package's code.
+
+    A module whose code cannot be found gets a token of this process, so its entries
+    are never reused by another process (rather than reused after its code changed).
+    """
     module = sys.modules.get(module_name)
     path = getattr(module, "__file__", None)
-    if path is None:
-        return "unknown"
+    sources = [] if path is None else sorted(Path(path).parent.glob("*.py*"))
+    if not sources:
+        return f"process {os.getpid()} {uuid.uuid4().hex}"
     digest = hashlib.blake2b(digest_size=16)
-    for source in sorted(Path(path).parent.glob("*.py")):
+    for source in sources:
         digest.update(source.name.encode())
         digest.update(source.read_bytes())
     return digest.hexdigest()

@@ -24,6 +24,7 @@ from focusgraph.graph.store import (
     NodeStore,
     default_folder,
     node_key,
+    package_digest,
 )
 
 
@@ -349,3 +350,17 @@ def test_batch_workers_use_the_store_unless_told_not_to(
         report = batch("rack-focus", [small_photo], out, values={"duration": 0.2}, jobs=1, cache=cache)
         assert report.count("done") == 1
         assert len(list(node_store.glob("*.npz"))) == (2 if cache else 0)
+
+
+def test_a_node_whose_code_cannot_be_found_is_never_reused_across_processes() -> None:
+    import types
+
+    module = types.ModuleType("focusgraph_test_nowhere")  # no __file__
+    sys.modules[module.__name__] = module
+    try:
+        token = package_digest(module.__name__)
+        assert token.startswith(f"process {os.getpid()} ")
+        assert package_digest(module.__name__) == token  # stable within the process
+        assert package_digest(__name__) != token and len(package_digest(__name__)) == 32
+    finally:
+        del sys.modules[module.__name__]
