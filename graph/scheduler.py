@@ -7,9 +7,9 @@ key equals the one of the previous frame the previous result is reused, so a hol
 at the end of a keyframe curve costs nothing. Only the latest result of each node
 is kept, so memory does not grow with the length of the clip.
 
-With a :class:`~focusgraph.graph.store.NodeStore`, a time-invariant node whose type is
-``persistent`` is looked up on disk first and stored after it runs, so re-rendering a
-photo skips its segmentation and inpainting.
+With a :class:`~focusgraph.graph.store.NodeStore`, a time-invariant node that
+``persists`` at its parameters is looked up on disk first and stored after it runs, so
+re-rendering a photo skips its slow one-off work (segmentation, inpainting).
 """
 
 from __future__ import annotations

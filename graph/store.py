@@ -54,6 +54,7 @@ SIZE_ENV_VAR = "FOCUSGRAPH_CACHE_MB"
 DEFAULT_LIMIT_MB = 2048
 _OFF = {"off", "0", "no", "false", "none"}
 _SUFFIX = ".npz"
+_PARTIAL = ".partial"
 _SCALAR = "__scalar__"  # marks an output stored as a 0-d array that was a Python number
 _NUMPY_SCALAR = "__numpy__"  # marks one that was a numpy scalar
 _LOG = "__log__"  # the warnings the node logged while it was evaluated
@@ -245,11 +246,31 @@ class NodeStore:
         else going wrong only costs the re-render its speed-up: never an exception.
         """
         arrays = _storable(outputs, log or [])
+        return arrays is not None and self._write(key, arrays)
+
+    def put_in_background(self, key: str, outputs: dict[str, Any], log: list[str] | None = None) -> None:
+        """:meth:`put` in a thread, so the render goes on meanwhile; :meth:`flush` waits for it.
+
+        The outputs are never modified afterwards (nodes treat their inputs as read-only),
+        so the thread can write them as they are. The thread is not a daemon: an ending
+        process finishes the write rather than leave half a file.
+        """
+        arrays = _storable(outputs, log or [])
         if arrays is None:
-            return False
+            return
+        writer = threading.Thread(target=self._write, args=(key, arrays), name="focusgraph-store")
+        try:
+            writer.start()
+        except RuntimeError:  # no thread to be had: write now
+            self._write(key, arrays)
+            return
+        self._writers.append(writer)
+
+    def _write(self, key: str, arrays: dict[str, np.ndarray]) -> bool:
+        """Write the entry ``key`` (via a partial file renamed into place), then evict."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=".", suffix=".partial", dir=self.folder)
+            handle, temporary = tempfile.mkstemp(prefix=".", suffix=_PARTIAL, dir=self.folder)
             try:
                 os.fchmod(handle, 0o644)
                 with os.fdopen(handle, "wb") as file:
@@ -263,45 +284,33 @@ class NodeStore:
             return False
         return True
 
-    def put_in_background(self, key: str, outputs: dict[str, Any], log: list[str] | None = None) -> None:
-        """:meth:`put` in a thread, so the render goes on meanwhile; :meth:`flush` waits for it.
-
-        The outputs are never modified afterwards (nodes treat their inputs as read-only),
-        so the thread can write them as they are. The thread is not a daemon: an ending
-        process finishes the write rather than leave half a file.
-        """
-        if _storable(outputs, []) is None:
-            return
-        writer = threading.Thread(target=self.put, args=(key, outputs, log), name="focusgraph-store")
-        try:
-            writer.start()
-        except RuntimeError:  # no thread to be had: write now
-            self.put(key, outputs, log)
-            return
-        self._writers.append(writer)
-
     def flush(self) -> None:
         """Wait for the writes :meth:`put_in_background` started."""
         while self._writers:
             self._writers.pop().join()
 
-    def entries(self) -> list[Path]:
-        """The entries, least recently used first."""
+    def _entry_sizes(self) -> list[tuple[Path, int]]:
+        """Each entry and its size in bytes, least recently used first."""
         if not self.folder.is_dir():
             return []
         found = []
         for path in self.folder.glob(f"*{_SUFFIX}"):
             with contextlib.suppress(OSError):
-                found.append((path.stat().st_mtime, path))
-        return [path for _, path in sorted(found)]
+                stat = path.stat()
+                found.append((stat.st_mtime, path, stat.st_size))
+        return [(path, size) for _, path, size in sorted(found)]
+
+    def _partials(self) -> list[Path]:
+        """Partial files: writes in progress, or killed mid-way."""
+        return list(self.folder.glob(f".*{_PARTIAL}")) if self.folder.is_dir() else []
+
+    def entries(self) -> list[Path]:
+        """The entries, least recently used first."""
+        return [path for path, _ in self._entry_sizes()]
 
     def size_bytes(self) -> int:
         """Bytes held by the entries."""
-        total = 0
-        for path in self.entries():
-            with contextlib.suppress(OSError):
-                total += path.stat().st_size
-        return total
+        return sum(size for _, size in self._entry_sizes())
 
     def evict(self) -> None:
         """Delete least recently used entries until the store is within ``limit_bytes``.
@@ -309,27 +318,23 @@ class NodeStore:
         Also deletes partial files over an hour old (a write killed mid-way).
         """
         stale = time.time() - 3600
-        for partial in self.folder.glob(".*.partial"):
+        for partial in self._partials():
             with contextlib.suppress(OSError):
                 if partial.stat().st_mtime < stale:
                     partial.unlink()
-        entries = self.entries()
-        sizes = {}
-        for path in entries:
-            with contextlib.suppress(OSError):
-                sizes[path] = path.stat().st_size
-        total = sum(sizes.values())
-        for path in entries:
+        entries = self._entry_sizes()
+        total = sum(size for _, size in entries)
+        for path, size in entries:
             if total <= self.limit_bytes:
                 break
             with contextlib.suppress(OSError):
                 path.unlink()
-                total -= sizes.get(path, 0)
+                total -= size
 
     def clear(self) -> int:
         """Delete every entry (and any partial file); return how many entries there were."""
         entries = self.entries()
-        for path in [*entries, *(self.folder.glob(".*.partial") if self.folder.is_dir() else [])]:
+        for path in [*entries, *self._partials()]:
             with contextlib.suppress(OSError):
                 path.unlink()
         return len(entries)
