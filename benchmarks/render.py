@@ -9,13 +9,13 @@ floor, peer, ...):
   photo (segmentation and inpainting run and are written to the store); wall time and
   the peak RSS of its process tree and of the render process alone (the rest is
   ffmpeg's x264, which the floor's tree holds too).
+* **re-render**: the same with a node store that one render beforehand filled, as when
+  a user re-renders the photo after changing a value: segmentation and the plate come
+  from the store (``focusgraph.graph.store``).
 * **grain-free render**: the render with ``--set grain=0 --set film_grain=0``, the
   same effect as the peer's (which has no grain), to compare the two pipelines on
   equal frames (grain-free frames encode much faster); like the peer, which is handed
   the mask, it finds the mask and the plate in the filled store.
-* **re-render**: the same with a node store that one render beforehand filled, as when
-  a user re-renders the photo after changing a value: segmentation and the plate come
-  from the store (``focusgraph.graph.store``).
 * **floor**: the very frames that render produces (captured once beforehand into a raw
   file) fed through the same Encode node (same ffmpeg, same settings, same atomic
   output path) with nothing else to do: the time no renderer can beat.
