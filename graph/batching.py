@@ -361,6 +361,9 @@ def _worker_init(threads: int) -> None:
     """Worker process set-up: share the cores; Ctrl-C is handled by the parent, which sends SIGTERM."""
     import cv2
 
+    from focusgraph.graph.allocator import keep_freed_memory
+
+    keep_freed_memory()
     cv2.setNumThreads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_terminated)

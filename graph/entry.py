@@ -23,6 +23,9 @@ def run() -> None:
     """Install early interrupt handling, then run the CLI."""
     signal.signal(signal.SIGINT, _early_exit)
     signal.signal(signal.SIGTERM, _early_exit)
+    from focusgraph.graph.allocator import keep_freed_memory
+
+    keep_freed_memory()
     from focusgraph.graph.cli import main
 
     sys.exit(main())
