@@ -252,7 +252,8 @@ def _channel_spectra(values: np.ndarray) -> tuple[np.ndarray, ...]:
     padded = cv2.copyMakeBorder(values, pad, pad, pad, pad, cv2.BORDER_REFLECT)
     height = cv2.getOptimalDFTSize(padded.shape[0])
     width = cv2.getOptimalDFTSize(padded.shape[1])
-    planes = cv2.split(padded) if padded.ndim == 3 else [padded]
+    # (cv2.extractChannel, not cv2.split: split is 8x slower on a large 3-channel float image)
+    planes = [cv2.extractChannel(padded, c) for c in range(padded.shape[2])] if padded.ndim == 3 else [padded]
     return tuple(
         cv2.dft(
             cv2.copyMakeBorder(
@@ -274,18 +275,23 @@ def correlate_spectral(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     kernel_height, kernel_width = kernel.shape
     if max(kernel_height, kernel_width) // 2 > _SPECTRAL_PAD:
         return cv2.filter2D(values, -1, kernel, borderType=cv2.BORDER_REFLECT)
-    # The kernel's centre at the origin (wrapped around), so the product is a correlation.
-    placed = np.zeros(spectra[0].shape, np.float32)
-    placed[:kernel_height, :kernel_width] = kernel
-    placed = np.roll(placed, (-(kernel_height // 2), -(kernel_width // 2)), axis=(0, 1))
+    # The kernel at the origin: output ``i`` of the product's inverse is the correlation
+    # centred on ``i + centre``, so the image's rows and columns start ``centre`` earlier
+    # (reading only the reflected border, never wrapping around).
+    size = spectra[0].shape
+    placed = cv2.copyMakeBorder(
+        np.ascontiguousarray(kernel, np.float32),
+        0, size[0] - kernel_height, 0, size[1] - kernel_width, cv2.BORDER_CONSTANT, value=0,
+    )  # fmt: skip
     transformed = cv2.dft(placed)
     height, width = values.shape[:2]
-    pad = _SPECTRAL_PAD
+    top = _SPECTRAL_PAD - kernel_height // 2
+    left = _SPECTRAL_PAD - kernel_width // 2
     out = np.empty(values.shape, np.float32)
     for channel, spectrum in enumerate(spectra):
         product = cv2.mulSpectrums(spectrum, transformed, 0, conjB=True)
         result = cv2.idft(product, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)[
-            pad : pad + height, pad : pad + width
+            top : top + height, left : left + width
         ]
         if values.ndim == 3:
             out[..., channel] = result
