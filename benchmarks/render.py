@@ -24,6 +24,10 @@ floor, peer, ...):
   (``sendcmd`` per frame, following the preset's keyframes), the sharp photo overlaid
   through the mask, encoded with the same settings. The command is printed and written
   to the JSON result (``docs/benchmarks.md`` shows it).
+* **peer with grain**: the peer plus the preset's grain, as a skilled user would add
+  it: one temporal luma ``noise`` over the frame, of the deviation of the preset's two
+  grains together (:func:`grain_deviation`). Grainy frames cost x264 far more than
+  clean ones, so this is the peer of the preset's whole effect.
 
 Also reported, per input:
 
@@ -79,6 +83,7 @@ from focusgraph.graph.errors import GraphValidationError
 from focusgraph.graph.store import ENV_VAR as STORE_ENV_VAR
 from focusgraph.nodes._imagefile import fit_cover, read_rgb
 from focusgraph.nodes.encode import COLOR_TAGS, VIDEO_FILTER, frame_rate
+from focusgraph.nodes.grain import estimate_noise
 from focusgraph.presets import find_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +194,7 @@ def capture(photo: Path, folder: Path) -> dict[str, Any]:
     raw = folder / f"{photo.stem}.rgb"
     first_frame = 0.0
     radii = []
+    removed = []
     with raw.open("wb") as frames:
         for frame, outputs in enumerate(evaluated(graph)):
             if frame == 0:
@@ -196,6 +202,7 @@ def capture(photo: Path, folder: Path) -> dict[str, Any]:
             image = even(outputs["film"]["image"])
             frames.write(image.tobytes())
             radii.append(float(outputs["focus"]["value"]) * max(outputs["film"]["image"].shape[:2]))  # px
+            removed.append(float(outputs["background"]["noise_removed"]))
     mask = np.asarray(outputs["matte"]["mask"])
     mask_path = folder / f"{photo.stem}-mask.png"
     cv2.imwrite(str(mask_path), np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8))
@@ -207,6 +214,7 @@ def capture(photo: Path, folder: Path) -> dict[str, Any]:
         "fps": graph.timeline.fps,
         "mask": mask_path,
         "radii": radii,
+        "grain_deviation": grain_deviation(graph, outputs["photo"]["image"], removed),
         "first_frame": first_frame,
         "crf": graph.nodes["clip"].params.crf,
         "preset": graph.nodes["clip"].params.preset,
@@ -300,8 +308,33 @@ writer.commit()
     return [sys.executable, "-c", script]
 
 
-def peer_command(photo: Path, captured: dict[str, Any], folder: Path, out: Path) -> list[str]:
-    """The ffmpeg-only rack focus: animated gblur on the photo, sharp photo overlaid through the mask."""
+def grain_deviation(graph: CompiledGraph, photo: np.ndarray, removed: list[float]) -> float:
+    """Deviation (8-bit levels) of the preset's two grains together, over the clip: the peer's grain.
+
+    The film grain covers the frame; the background's follows the noise its blur removed
+    (here its root mean square over the clip, the same energy: ffmpeg's ``noise`` takes
+    no per-frame commands).
+    """
+    photo_noise = estimate_noise(photo)
+    film = float(graph.nodes["film"].params.amount) * photo_noise
+    removed_rms = math.sqrt(statistics.fmean(r * r for r in removed))
+    background = float(graph.nodes["textured"].params.scale) * photo_noise * removed_rms
+    return math.hypot(film, background)
+
+
+#: Luma deviation (limited-range levels) of ffmpeg's ``noise`` per unit of strength,
+#: measured: ``noise=c0s=10:c0f=t`` on flat grey gives a deviation of 6.4 levels.
+NOISE_PER_STRENGTH = 0.64
+
+
+def peer_command(
+    photo: Path, captured: dict[str, Any], folder: Path, out: Path, grain: bool = False
+) -> list[str]:
+    """The ffmpeg-only rack focus: animated gblur on the photo, sharp photo overlaid through the mask.
+
+    With ``grain``, temporal luma noise over the whole frame (ffmpeg's ``noise``) of the
+    preset's grains' deviation (:func:`grain_deviation`): the preset's whole effect.
+    """
     width, height = captured["size"]
     fps = captured["fps"]
     # gblur's sigma for a blur of the preset's radius: a disc of radius r has standard deviation r/2.
@@ -318,6 +351,9 @@ def peer_command(photo: Path, captured: dict[str, Any], folder: Path, out: Path)
         f"[photo][mask]alphamerge[subject];"
         f"[blurred][subject]overlay=format=gbrp,{VIDEO_FILTER}"
     )
+    if grain:
+        strength = round(captured["grain_deviation"] * (219 / 255) / NOISE_PER_STRENGTH)
+        graph += f",noise=c0s={max(strength, 1)}:c0f=t"
     still = ["-loop", "1", "-framerate", frame_rate(fps), "-t", f"{captured['frames'] / fps}"]
     return [
         imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
@@ -358,6 +394,7 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
         "render": (render_command(photo, out), None),  # None: a new empty store each run
         "floor": (floor_command(captured, out), NO_STORE),
         "peer": (peer_command(photo, captured, folder, out), NO_STORE),
+        "peer_grain": (peer_command(photo, captured, folder, out, grain=True), NO_STORE),
         "render_warm": (render_command(photo, out), warm),
         "render_grain_free": (render_command(photo, out, *GRAIN_FREE), warm),
     }
@@ -389,6 +426,8 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
         "warm_over_floor": round(median["render_warm"] / median["floor"], 2),
         "warm_over_peer": round(median["render_warm"] / median["peer"], 2),
         "grain_free_over_peer": round(median["render_grain_free"] / median["peer"], 2),
+        "render_over_peer_grain": round(median["render"] / median["peer_grain"], 2),
+        "warm_over_peer_grain": round(median["render_warm"] / median["peer_grain"], 2),
         "render_frames_per_second": round(captured["frames"] / median["render"], 1),
         "render_peak_rss_mb": round(max(peaks["render"])),
         "render_own_peak_rss_mb": round(max(own_peaks["render"])),
@@ -398,6 +437,7 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
         "warm_start_seconds": round(warm_start.seconds, 2),
         "exact_reference": _rounded(reference),
         "peer_command": commands["peer"][0],
+        "peer_grain_command": commands["peer_grain"][0],
     }
     if serial:
         result["serial_over_render"] = round(median["render_serial"] / median["render"], 2)
@@ -464,6 +504,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     serial = any("render_serial" in result["median_seconds"] for result in results)
     header = "| input | render (s) | floor (s) | peer (s) | render/floor | render/peer | frames/s |"
     header += " re-render (s) | re-render/floor | re-render/peer | grain-free render (s) | grain-free/peer |"
+    header += " peer with grain (s) | render/peer with grain | re-render/peer with grain |"
     header += " peak RSS: tree / render process / floor tree (MB) | first frame (s) |"
     header += " cold start: empty / filled store (s) | min PSNR vs exact (dB) | all >= 45 dB |"
     if serial:
@@ -478,6 +519,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{result['render_frames_per_second']:.1f} | {median['render_warm']:.1f} | "
             f"{result['warm_over_floor']:.2f} | {result['warm_over_peer']:.2f} | "
             f"{median['render_grain_free']:.1f} | {result['grain_free_over_peer']:.2f} | "
+            f"{median['peer_grain']:.1f} | {result['render_over_peer_grain']:.2f} | "
+            f"{result['warm_over_peer_grain']:.2f} | "
             f"{result['render_peak_rss_mb']} / {result['render_own_peak_rss_mb']} / "
             f"{result['floor_peak_rss_mb']} | "
             f"{result['first_frame_seconds']:.2f} | {result['cold_start_seconds']:.2f} / "
@@ -559,6 +602,7 @@ def main() -> None:
     print("\n" + report)
     if results:
         print("\npeer command (last input):\n" + " ".join(results[-1]["peer_command"]))
+        print("\npeer with grain (last input):\n" + " ".join(results[-1]["peer_grain_command"]))
     OUT.mkdir(parents=True, exist_ok=True)
     document = {"inputs": results, "length_check": length, "single_runs": large}
     (OUT / "render.json").write_text(json.dumps(document, indent=2) + "\n")
