@@ -45,6 +45,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
+from focusgraph.graph.allocator import child_environment
 from focusgraph.graph.errors import EncodeError
 from focusgraph.graph.node import FrameContext, Timeline, Writer
 
@@ -54,6 +55,9 @@ FFMPEG_CHECK_SECONDS = 20.0
 #: Frames waiting in the queue of a :class:`VideoWriter`'s writer thread (one more may be
 #: being written). 0 writes in the render thread, without overlap (for benchmarks).
 QUEUE_FRAMES = 2
+#: Start ffmpeg with glibc's malloc keeping freed frame buffers
+#: (:func:`focusgraph.graph.allocator.child_environment`; off for benchmarks).
+ENCODER_KEEPS_MEMORY = True
 #: How long a blocked hand-over or join waits between checks of the writer thread.
 POLL_SECONDS = 0.1
 _FIX = "reinstall imageio-ffmpeg or set IMAGEIO_FFMPEG_EXE to a working ffmpeg"
@@ -478,6 +482,7 @@ class VideoWriter(AtomicWriter):
                     stdout=subprocess.DEVNULL,
                     stderr=self.log,
                     process_group=0,
+                    env=child_environment() if ENCODER_KEEPS_MEMORY else None,
                 )
             except OSError as error:
                 raise self.fail(f"cannot start ffmpeg: {error}") from error

@@ -216,3 +216,21 @@ def test_synchronous_mode_still_works(tmp_path: Path, monkeypatch: pytest.Monkey
     assert writer.feeder is not None and writer.feeder.thread is None
     writer.commit()
     assert all(np.array_equal(a, b) for a, b in zip(read_frames(target, accurate=False), frames, strict=True))
+
+
+def test_ffmpeg_starts_keeping_freed_frame_buffers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fake ffmpeg that records the malloc settings it was started with, then reads its input
+    record = 'echo "$MALLOC_MMAP_MAX_ $MALLOC_TRIM_THRESHOLD_" > "$out.env"\n'
+    ffmpeg = _script(tmp_path, record + 'cat > "$out"\n')
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_MAX_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    for keeps, expected in ((True, f"0 {512 << 20}"), (False, "")):
+        monkeypatch.setattr(_writers, "ENCODER_KEEPS_MEMORY", keeps)
+        target = tmp_path / f"clip-{keeps}.mkv"
+        writer = _writer(target, ffmpeg, frames=1)
+        writer.write({"image": _frame(0)}, FrameContext(0, 0.0, Timeline(24.0, 1)))
+        writer.commit()  # waits for ffmpeg to exit
+        recorded = next(tmp_path.glob("*.env"))
+        assert recorded.read_text().strip() == expected
+        recorded.unlink()
