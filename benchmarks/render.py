@@ -78,6 +78,7 @@ import numpy as np
 from treememory import run_measured
 
 from focusgraph.graph import Evaluator
+from focusgraph.graph.allocator import child_environment
 from focusgraph.graph.compile import CompiledGraph, load_graph
 from focusgraph.graph.errors import GraphValidationError
 from focusgraph.graph.store import ENV_VAR as STORE_ENV_VAR
@@ -145,6 +146,8 @@ def make_inputs(folder: Path, size_names: list[str]) -> list[tuple[str, Path]]:
 GRAIN_FREE = ("--set", "grain=0", "--set", "film_grain=0")
 #: The environment of a command that neither reads nor writes a node store.
 NO_STORE = {**os.environ, STORE_ENV_VAR: "off"}
+#: The peer's: its ffmpeg keeps freed buffers as the Encode node's ffmpeg does.
+PEER_ENV = {**child_environment(), STORE_ENV_VAR: "off"}
 
 
 def empty_store(folder: Path) -> dict[str, str]:
@@ -214,7 +217,7 @@ def capture(photo: Path, folder: Path) -> dict[str, Any]:
         "fps": graph.timeline.fps,
         "mask": mask_path,
         "radii": radii,
-        "grain_deviation": grain_deviation(graph, outputs["photo"]["image"], removed),
+        "grain_deviation": grain_deviation(graph, outputs["photo"]["image"], removed, mask),
         "first_frame": first_frame,
         "crf": graph.nodes["clip"].params.crf,
         "preset": graph.nodes["clip"].params.preset,
@@ -308,23 +311,27 @@ writer.commit()
     return [sys.executable, "-c", script]
 
 
-def grain_deviation(graph: CompiledGraph, photo: np.ndarray, removed: list[float]) -> float:
+def grain_deviation(graph: CompiledGraph, photo: np.ndarray, removed: list[float], mask: np.ndarray) -> float:
     """Deviation (8-bit levels) of the preset's two grains together, over the clip: the peer's grain.
 
-    The film grain covers the frame; the background's follows the noise its blur removed
-    (here its root mean square over the clip, the same energy: ffmpeg's ``noise`` takes
-    no per-frame commands).
+    The same energy over the frame: the film grain covers the frame; the background's
+    covers the background (its share of the frame, ``1 - mask`` on average) and follows
+    the noise its blur removed (its root mean square over the clip: ffmpeg's ``noise``
+    takes no per-frame commands).
     """
     photo_noise = estimate_noise(photo)
-    film = float(graph.nodes["film"].params.amount) * photo_noise
+    film, textured = graph.nodes["film"].params, graph.nodes["textured"].params
+    film_deviation = float(film.amount) * film.scale * photo_noise
     removed_rms = math.sqrt(statistics.fmean(r * r for r in removed))
-    background = float(graph.nodes["textured"].params.scale) * photo_noise * removed_rms
-    return math.hypot(film, background)
+    background_share = 1.0 - float(np.mean(mask))
+    background_deviation = textured.scale * photo_noise * removed_rms * math.sqrt(background_share)
+    return math.hypot(film_deviation, background_deviation)
 
 
 #: Luma deviation (limited-range levels) of ffmpeg's ``noise`` per unit of strength,
-#: measured: ``noise=c0s=10:c0f=t`` on flat grey gives a deviation of 6.4 levels.
-NOISE_PER_STRENGTH = 0.64
+#: measured on flat grey after the peer's own conversion (``VIDEO_FILTER``) at 1080p:
+#: strengths 5, 10 and 20 give deviations of 2.5, 5.4 and 11.2 levels.
+NOISE_PER_STRENGTH = 0.54
 
 
 def peer_command(
@@ -351,9 +358,9 @@ def peer_command(
         f"[photo][mask]alphamerge[subject];"
         f"[blurred][subject]overlay=format=gbrp,{VIDEO_FILTER}"
     )
-    if grain:
-        strength = round(captured["grain_deviation"] * (219 / 255) / NOISE_PER_STRENGTH)
-        graph += f",noise=c0s={max(strength, 1)}:c0f=t"
+    strength = round(captured["grain_deviation"] * (219 / 255) / NOISE_PER_STRENGTH) if grain else 0
+    if strength > 0:
+        graph += f",noise=c0s={strength}:c0f=t"
     still = ["-loop", "1", "-framerate", frame_rate(fps), "-t", f"{captured['frames'] / fps}"]
     return [
         imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
@@ -393,8 +400,8 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
     commands = {
         "render": (render_command(photo, out), None),  # None: a new empty store each run
         "floor": (floor_command(captured, out), NO_STORE),
-        "peer": (peer_command(photo, captured, folder, out), NO_STORE),
-        "peer_grain": (peer_command(photo, captured, folder, out, grain=True), NO_STORE),
+        "peer": (peer_command(photo, captured, folder, out), PEER_ENV),
+        "peer_grain": (peer_command(photo, captured, folder, out, grain=True), PEER_ENV),
         "render_warm": (render_command(photo, out), warm),
         "render_grain_free": (render_command(photo, out, *GRAIN_FREE), warm),
     }

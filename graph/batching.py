@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from focusgraph.graph import models
+from focusgraph.graph.allocator import keep_freed_memory, release_freed_memory
 from focusgraph.graph.compile import compile_graph
 from focusgraph.graph.document import load_document, read_text
 from focusgraph.graph.errors import FocusgraphError, GraphValidationError, ModelError, Problem
@@ -283,6 +284,7 @@ def render_photo(task: PhotoTask) -> PhotoResult:
     finally:
         _rendering = False
         logging.getLogger("focusgraph").removeHandler(collector)
+        release_freed_memory()  # the next photo may be smaller: do not keep this one's peak
     result.seconds = time.perf_counter() - started
     return result
 
@@ -360,8 +362,6 @@ def _worker_terminated(signum: int, frame: Any) -> None:
 def _worker_init(threads: int) -> None:
     """Worker process set-up: share the cores; Ctrl-C is handled by the parent, which sends SIGTERM."""
     import cv2
-
-    from focusgraph.graph.allocator import keep_freed_memory
 
     keep_freed_memory()
     cv2.setNumThreads(threads)

@@ -56,7 +56,7 @@ FFMPEG_CHECK_SECONDS = 20.0
 #: being written). 0 writes in the render thread, without overlap (for benchmarks).
 QUEUE_FRAMES = 2
 #: Start ffmpeg with glibc's malloc keeping freed frame buffers
-#: (:func:`focusgraph.graph.allocator.child_environment`; off for benchmarks).
+#: (:func:`focusgraph.graph.allocator.child_environment`).
 ENCODER_KEEPS_MEMORY = True
 #: How long a blocked hand-over or join waits between checks of the writer thread.
 POLL_SECONDS = 0.1
