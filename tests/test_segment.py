@@ -531,3 +531,43 @@ def test_rembg_model_uses_the_cache_folder_without_downloading(
     assert "U2NET_HOME" not in os.environ or os.environ["U2NET_HOME"] != str(tmp_path)
     with pytest.raises(ModelError, match="unknown rembg model"):
         seg.rembg_runner("no-such-model")
+
+
+def _limb_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """A skin-and-shirt body on a pale wall with half-believed parts sticking out of it.
+
+    Returns the image, MediaPipe's belief, the located region and the parts' masks:
+    a forearm (a narrow strip of the body's colour), a slab (as wide as the body), a
+    strip of wall colour and a wisp (a narrow strip of the body's colour, but tiny).
+    """
+    height, width = 400, 600
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = (214, 210, 200)  # the wall
+    rng = np.random.default_rng(3)
+    image = np.clip(image + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
+    belief = np.full((height, width), 0.02, np.float32)
+    region = np.zeros((height, width), bool)
+    region[200:400, 250:350] = True  # the body: a shirt below, skin above
+    image[200:400, 250:350] = (40, 60, 150)
+    image[200:260, 250:350] = (225, 180, 160)
+    belief[region] = 0.97
+    parts = {name: np.zeros((height, width), bool) for name in ("forearm", "slab", "wall", "wisp")}
+    parts["forearm"][110:200, 262:270] = True  # up from the shoulder: 8 px wide, 90 px long
+    parts["slab"][200:260, 350:420] = True  # out of the side, as wide as it is long
+    parts["wall"][110:200, 330:338] = True  # up from the other shoulder, but the wall's colour
+    parts["wisp"][188:200, 300:303] = True  # the body's colour, 36 px
+    for name, part in parts.items():
+        belief[part] = 0.35
+        if name != "wall":
+            image[part] = (225, 180, 160)
+    return image, belief, region, parts
+
+
+def test_limb_strips_take_a_half_believed_forearm_of_the_persons_colour_only() -> None:
+    image, belief, region, parts = _limb_scene()
+    alpha = region.astype(np.float32)
+    limbs = seg.limb_strips(image, belief, region, alpha)
+    assert limbs[parts["forearm"]].mean() > 0.9
+    assert not (limbs & ~region & ~parts["forearm"] & ~seg._dilate(parts["forearm"], 2)).any()
+    for name in ("slab", "wall", "wisp"):
+        assert not limbs[parts[name]].any(), name
