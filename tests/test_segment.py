@@ -368,7 +368,7 @@ def test_person_in_front_of_a_painting_excludes_the_painting(
 ) -> None:
     image, alpha, (y0, y1, x0, x1) = painting_scene(person, painting, side)
     mask = segment(image)
-    assert iou(mask, alpha) >= 0.95  # reached 0.988 / 0.990
+    assert iou(mask, alpha) >= 0.95  # reached 0.988 / 0.972
     canvas_only = alpha[y0:y1, x0:x1] < 0.01
     assert float(mask[y0:y1, x0:x1][canvas_only].mean()) < 0.02
     if painting == "astronaut":  # u2netp merges her with the painting; the frame is cut out (0.95)
