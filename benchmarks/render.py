@@ -26,7 +26,7 @@ floor, peer, ...):
   to the JSON result (``docs/benchmarks.md`` shows it).
 * **peer with grain**: the peer plus the preset's grain, as a skilled user would add
   it: one temporal luma ``noise`` over the frame, of the deviation of the preset's two
-  grains together (:func:`grain_deviation`). Grainy frames cost x264 far more than
+  grains together (:func:`peer_grain_deviation`). Grainy frames cost x264 far more than
   clean ones, so this is the peer of the preset's whole effect.
 
 Also reported, per input:
@@ -84,7 +84,7 @@ from focusgraph.graph.errors import GraphValidationError
 from focusgraph.graph.store import ENV_VAR as STORE_ENV_VAR
 from focusgraph.nodes._imagefile import fit_cover, read_rgb
 from focusgraph.nodes.encode import COLOR_TAGS, VIDEO_FILTER, frame_rate
-from focusgraph.nodes.grain import estimate_noise
+from focusgraph.nodes.grain import grain_deviation
 from focusgraph.presets import find_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,7 +217,7 @@ def capture(photo: Path, folder: Path) -> dict[str, Any]:
         "fps": graph.timeline.fps,
         "mask": mask_path,
         "radii": radii,
-        "grain_deviation": grain_deviation(graph, outputs["photo"]["image"], removed, mask),
+        "grain_deviation": peer_grain_deviation(graph, outputs["photo"]["image"], removed, mask),
         "first_frame": first_frame,
         "crf": graph.nodes["clip"].params.crf,
         "preset": graph.nodes["clip"].params.preset,
@@ -311,7 +311,9 @@ writer.commit()
     return [sys.executable, "-c", script]
 
 
-def grain_deviation(graph: CompiledGraph, photo: np.ndarray, removed: list[float], mask: np.ndarray) -> float:
+def peer_grain_deviation(
+    graph: CompiledGraph, photo: np.ndarray, removed: list[float], mask: np.ndarray
+) -> float:
     """Deviation (8-bit levels) of the preset's two grains together, over the clip: the peer's grain.
 
     The same energy over the frame: the film grain covers the frame; the background's
@@ -319,12 +321,11 @@ def grain_deviation(graph: CompiledGraph, photo: np.ndarray, removed: list[float
     the noise its blur removed (its root mean square over the clip: ffmpeg's ``noise``
     takes no per-frame commands).
     """
-    photo_noise = estimate_noise(photo)
     film, textured = graph.nodes["film"].params, graph.nodes["textured"].params
-    film_deviation = float(film.amount) * film.scale * photo_noise
     removed_rms = math.sqrt(statistics.fmean(r * r for r in removed))
     background_share = 1.0 - float(np.mean(mask))
-    background_deviation = textured.scale * photo_noise * removed_rms * math.sqrt(background_share)
+    film_deviation = grain_deviation(float(film.amount), film.scale, photo)
+    background_deviation = grain_deviation(removed_rms, textured.scale, photo) * math.sqrt(background_share)
     return math.hypot(film_deviation, background_deviation)
 
 
@@ -340,7 +341,7 @@ def peer_command(
     """The ffmpeg-only rack focus: animated gblur on the photo, sharp photo overlaid through the mask.
 
     With ``grain``, temporal luma noise over the whole frame (ffmpeg's ``noise``) of the
-    preset's grains' deviation (:func:`grain_deviation`): the preset's whole effect.
+    preset's grains' deviation (:func:`peer_grain_deviation`): the preset's whole effect.
     """
     width, height = captured["size"]
     fps = captured["fps"]

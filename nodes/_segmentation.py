@@ -524,6 +524,13 @@ def _regions_touching(binary: BoolMask, seed: BoolMask) -> BoolMask:
     return np.asarray(np.isin(labels, hit[hit > 0]), dtype=bool)
 
 
+def _reach(labels: NDArray[np.int32], count: int, distance: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Per connected region (``labels`` 0..``count - 1``), the largest ``distance`` over its pixels."""
+    reach = np.zeros(count, np.float32)
+    np.maximum.at(reach, labels.ravel(), distance.ravel())
+    return reach
+
+
 def _bbox(mask: BoolMask, margin: float, pad: int) -> Box:
     """``(y0, y1, x0, x1)`` of ``mask`` grown by ``margin`` of its size plus ``pad`` pixels."""
     ys, xs = np.nonzero(mask)
@@ -706,9 +713,7 @@ def fuse(
     limb = np.zeros(count, dtype=bool)
     if count > 1:
         away = cv2.distanceTransform(_u8(fine <= 0.5), cv2.DIST_L2, 5)
-        reach = np.zeros(count, np.float32)
-        np.maximum.at(reach, labels.ravel(), away.ravel())
-        limb = reach > 3 * band
+        limb = _reach(labels, count, away) > 3 * band
         limb[0] = False
         weight = np.where(missed & ~limb[labels] & (fine < 0.3), confidence, weight)
     within = weight * fine + (1.0 - weight) * np.maximum(coarse, fine)
@@ -848,16 +853,14 @@ def limb_strips(image: RGB, belief: FloatMask, region: BoolMask, alpha: FloatMas
         cv2.morphologyEx(_u8(taken), cv2.MORPH_OPEN, _disc(max(2, round(0.012 * longer)))), dtype=bool
     )
     taken &= ~_dilate(wide, 2)
-    count, labels = cv2.connectedComponents(_u8(taken), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(_u8(taken), connectivity=8)
     if count <= 1:
         return none
-    outside = cv2.distanceTransform(_u8(~region), cv2.DIST_L2, 5)
-    reach = np.zeros(count, np.float32)
-    np.maximum.at(reach, labels.ravel(), outside.ravel())
+    reach = _reach(labels, count, cv2.distanceTransform(_u8(~region), cv2.DIST_L2, 5))
     touching = np.zeros(count, dtype=bool)
     touching[labels[taken & _dilate(region, 2)]] = True
-    sizes = np.bincount(labels.ravel(), minlength=count)
-    keep = touching & (reach >= 0.015 * longer) & (sizes >= _LIMB_SHARE * max(int(region.sum()), 1))
+    large = stats[:, cv2.CC_STAT_AREA] >= _LIMB_SHARE * max(int(region.sum()), 1)
+    keep = touching & (reach >= 0.015 * longer) & large
     keep[0] = False
     taken = keep[labels]
     closed = np.asarray(cv2.morphologyEx(_u8(taken | region), cv2.MORPH_CLOSE, _disc(2)), dtype=bool)

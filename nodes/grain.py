@@ -67,6 +67,12 @@ def estimate_noise(image: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2) * response[flat].mean() / 6.0)
 
 
+def grain_deviation(amount: float, scale: float, reference: np.ndarray | None = None) -> float:
+    """Grain deviation in 8-bit levels: ``amount * scale``, times the reference's noise if given."""
+    deviation = amount * scale
+    return deviation * estimate_noise(reference) if reference is not None else deviation
+
+
 def _mix(value: int) -> int:
     """SplitMix64 finaliser: a well-spread 64-bit hash of ``value`` (the same in every process)."""
     z = (value + 0x9E3779B97F4A7C15) & _MASK64
@@ -241,9 +247,7 @@ class Grain(Node):
 
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         image: np.ndarray = inputs["image"]
-        deviation = float(params.amount) * params.scale
-        if "reference" in inputs:
-            deviation *= estimate_noise(inputs["reference"])
+        deviation = grain_deviation(float(params.amount), params.scale, inputs.get("reference"))
         if deviation <= 0.0:
             return {"image": image}
         mask: np.ndarray | None = inputs.get("mask")
