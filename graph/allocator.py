@@ -22,6 +22,7 @@ same setting through glibc's environment variables (the 4K encode-only floor 10%
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 from typing import Any
@@ -34,6 +35,7 @@ RETAINED_BYTES = 512 << 20
 """Free memory at the top of the heap kept before any is handed back to the OS."""
 
 
+@functools.cache
 def _glibc() -> Any | None:
     """The process's C library if it is glibc (``mallopt`` and ``malloc_trim``), else None."""
     if not sys.platform.startswith("linux"):
