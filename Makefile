@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## setup: create .venv and install focusgraph (editable) with its test tools
+## setup: create .venv and install focusgraph (editable) with its test tools, and byte-compile it
+# (as pip does for a regular install; an editable one, or PYTHONDONTWRITEBYTECODE, would
+# otherwise recompile every module on every start: about 0.1 s of each cold start)
 setup: $(STAMP)
+	$(BIN)/python -m compileall -q graph nodes presets
 
 ## models: provision the default segmentation models (from PyPI, sha256-verified)
 models: setup
