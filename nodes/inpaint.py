@@ -31,6 +31,14 @@ size) 1.48-1.50 / 1.90-2.09, better on some scenes and much worse on others. The
 true background as the fill gives 1.05 / 1.37: what remains with the true mask is
 what the subject hides (a nose under an arm, where a frame ends), which no fill
 from the surroundings knows.
+
+Later, over all twelve scenes (mean halo with the estimated mask / the true one):
+Telea's neighbourhood of 3 px rather than 5 gives 1.458 / 1.267 against 1.456 / 1.270,
+and Telea runs 2.5 times faster (0.26 -> 0.1 s for a 1080p portrait). Also filling
+the pixels just outside the hole whose colour is nearer the subject's (a strand the
+mask missed, which the nearest-pixel fill carries inwards) gave 1.47-1.66 /
+1.30-1.56: in front of a painting most such pixels are background. Filling exactly
+the pixels the mask missed (known only in the benchmark) would give 1.33 / 1.27.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from focusgraph.nodes.composite import over
 from focusgraph.nodes.feather import grow_mask
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "navier-stokes": cv2.INPAINT_NS}
-_NEIGHBOURHOOD = 5  # pixels at the working size that each filled pixel is estimated from
+_NEIGHBOURHOOD = 3  # pixels at the working size that each filled pixel is estimated from
 _RIM = 0.02  # of the longer side: depth over which the nearest-pixel fill fades into the inpainting
 
 
