@@ -101,11 +101,16 @@ def inpaint(image: np.ndarray, hole: np.ndarray, method: str = "telea", work_siz
         small_hole = cv2.resize(hole.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
         small_fill = cv2.inpaint(small_image, small_hole.astype(np.uint8), _NEIGHBOURHOOD, flag)
         fill = cv2.resize(small_fill, (width, height), interpolation=cv2.INTER_LINEAR)
-    nearest, depth = nearest_fill(image, hole)
+    # Only the hole's box matters from here on. The distance transform's 5x5 mask reaches
+    # 2 px, so a margin of 2 holds every outside pixel a hole pixel's nearest can be.
+    x, y, w, h = cv2.boundingRect(hole.astype(np.uint8))
+    box = (slice(max(0, y - 2), min(height, y + h + 2)), slice(max(0, x - 2), min(width, x + w + 2)))
+    inside = hole[box]
+    nearest, depth = nearest_fill(image[box], inside)
     deep = np.clip(depth / max(1.0, _RIM * max(height, width)), 0.0, 1.0)
-    blended = over(fill, nearest, deep)
+    blended = over(fill[box], nearest, deep)
     result = image.copy()
-    result[hole] = blended[hole]
+    result[box][inside] = blended[inside]
     return result
 
 
