@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from focusgraph.graph.errors import GraphValidationError
 from focusgraph.graph.node import FrameContext
+from focusgraph.nodes import inpaint as inpaint_module
 from focusgraph.nodes.blur import (
     Blur,
     aperture_kernel,
@@ -20,7 +22,7 @@ from focusgraph.nodes.blur import (
 from focusgraph.nodes.composite import Composite, over, replace_background
 from focusgraph.nodes.feather import Feather
 from focusgraph.nodes.grain import Grain, estimate_noise
-from focusgraph.nodes.inpaint import Inpaint, inpaint
+from focusgraph.nodes.inpaint import Inpaint, inpaint, nearest_fill
 
 CTX = FrameContext(frame=0, fps=30, frame_count=1)
 rng = np.random.default_rng(1)
@@ -270,6 +272,35 @@ def test_inpaint_rim_follows_the_nearest_visible_pixels_at_full_resolution() -> 
 
     # Right inside the edge the stripes carry on; deeper, the smooth fill takes over.
     assert stripes(50) > 0.7 * 240 and stripes(50) > stripes(52) > stripes(60)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    shape=st.tuples(st.integers(100, 200), st.integers(100, 200)),
+    blobs=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0.05, 0.6)), min_size=1, max_size=4),
+)
+def test_inpaint_fill_from_the_holes_box_is_the_whole_photos(
+    seed: int, shape: tuple[int, int], blobs: list[tuple[float, float, float]]
+) -> None:
+    # inpaint() runs the nearest-pixel fill on the hole's box (plus the distance
+    # transform's reach): it must give what the whole photo gives, holes at the border too.
+    height, width = shape
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:height, 0:width]
+    hole = np.zeros(shape, bool)
+    for cy, cx, r in blobs:
+        hole |= np.hypot((y - cy * height) / height, (x - cx * width) / width) < r
+    if hole.all() or not hole.any():
+        return
+    telea = cv2.inpaint(image, hole.astype(np.uint8), inpaint_module._NEIGHBOURHOOD, cv2.INPAINT_TELEA)
+    nearest, depth = nearest_fill(image, hole)  # on the whole photo
+    rim = inpaint_module._RIM * max(shape)
+    assert rim > 1.5  # so the nearest fill shows in the rim
+    expected = over(telea, nearest, np.clip(depth / rim, 0.0, 1.0))
+    out = inpaint(image, hole, "telea", work_size=256)
+    assert np.array_equal(out[~hole], image[~hole])
+    assert np.array_equal(out[hole], expected[hole])
 
 
 def test_inpaint_full_at_mixes_the_fill_into_a_soft_tail() -> None:
