@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## setup: create .venv and install focusgraph (editable) with its test tools, and byte-compile it
-# (as pip does for a regular install; an editable one, or PYTHONDONTWRITEBYTECODE, would
-# otherwise recompile every module on every start: about 0.1 s of each cold start)
+# (as pip does for a regular install): with PYTHONDONTWRITEBYTECODE set (as on this
+# machine) every module would otherwise be compiled from source on every start, about
+# 0.1 s of each cold start
 setup: $(STAMP)
 	$(BIN)/python -m compileall -q graph nodes presets
 

@@ -810,7 +810,8 @@ def lab_colours(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
 
     L is mapped to 0-255 and a, b are offset by 128. Computed here for the few pixels
     needed: OpenCV's conversion first builds tables for 0.1 s, a tenth of a cold
-    segmentation. It agrees with OpenCV's to within 1 level in L and 3 in a and b.
+    segmentation. Over every 8-bit colour it is within 2 levels of OpenCV's in L and 3 in
+    a and b (mean differences 0.14, 0.09 and 0.06).
     """
     srgb = rgb.astype(np.float32) / np.float32(255)
     linear = np.where(srgb <= 0.04045, srgb / np.float32(12.92), ((srgb + 0.055) / 1.055) ** 2.4)

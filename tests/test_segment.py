@@ -573,14 +573,17 @@ def test_limb_strips_take_a_half_believed_forearm_of_the_persons_colour_only() -
         assert not limbs[parts[name]].any(), name
 
 
-def test_lab_colours_agree_with_opencv_on_every_part_of_the_colour_cube() -> None:
+def test_lab_colours_agree_with_opencv_across_the_colour_cube() -> None:
     steps = np.arange(0, 256, 15, dtype=np.uint8)
     grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
-    extremes = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [1, 1, 1]])
+    # (38, 12, 53) is where L differs most over the whole cube (2 levels).
+    extremes = np.array(
+        [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [1, 1, 1], [38, 12, 53]]
+    )
     colours = np.vstack([grid, extremes]).astype(np.uint8)
     expected = cv2.cvtColor(colours[:, None, :], cv2.COLOR_RGB2LAB)[:, 0].astype(np.float32)
     difference = np.abs(seg.lab_colours(colours) - expected)
     assert seg.lab_colours(colours).dtype == np.float32
-    assert difference[:, 0].max() <= 1.0
+    assert difference[:, 0].max() <= 2.0
     assert difference[:, 1:].max() <= 3.0
     assert difference.mean() < 0.2
