@@ -41,6 +41,9 @@ _EDGE_SHARE = 0.1
 # Stored grain: level = 128 + round(32 * noise), clipped to 1..255 (about +-4 deviations).
 _CENTRE = 128
 _LEVELS_PER_DEVIATION = 32.0
+# Largest distance of a stored level from the centre: grain whose deviation scales it
+# below half a level changes no pixel (see :func:`changes_nothing`).
+_MAX_OFFSET = 255 - _CENTRE
 # Padded fields kept (one per distinct frame size, grain size, seed and channels).
 _FIELDS_KEPT = 4
 
@@ -71,6 +74,16 @@ def grain_deviation(amount: float, scale: float, reference: np.ndarray | None = 
     """Grain deviation in 8-bit levels: ``amount * scale``, times the reference's noise if given."""
     deviation = amount * scale
     return deviation * estimate_noise(reference) if reference is not None else deviation
+
+
+def changes_nothing(deviation: float) -> bool:
+    """Whether grain of ``deviation`` (8-bit levels) rounds to no change at every pixel.
+
+    Every stored offset times ``deviation / 32`` is then below half a level, so adding it
+    to an 8-bit image and rounding gives the image back (a very clean photo's matched
+    grain: a tenth of a level).
+    """
+    return deviation * _MAX_OFFSET / _LEVELS_PER_DEVIATION < 0.5 - 1e-3
 
 
 def _mix(value: int) -> int:
@@ -248,7 +261,7 @@ class Grain(Node):
     def evaluate(self, params: Any, inputs: dict[str, Any], ctx: FrameContext) -> dict[str, Any]:
         image: np.ndarray = inputs["image"]
         deviation = grain_deviation(float(params.amount), params.scale, inputs.get("reference"))
-        if deviation <= 0.0:
+        if deviation <= 0.0 or changes_nothing(deviation):
             return {"image": image}
         mask: np.ndarray | None = inputs.get("mask")
         if mask is not None:

@@ -29,6 +29,7 @@ from focusgraph.nodes.composite import (
 from focusgraph.nodes.grain import (
     Grain,
     add_grain,
+    changes_nothing,
     correlation_reach,
     estimate_noise,
     field_padding,
@@ -254,3 +255,27 @@ def test_composite_node_across_frames_and_the_cache_keeps_nothing_alive() -> Non
     del photo, inputs
     gc.collect()
     assert alive() is None
+
+
+def test_grain_under_half_a_level_everywhere_is_skipped_and_changes_nothing() -> None:
+    # Every 8-bit value against the stored field's extreme levels (1 and 255) and its centre.
+    image = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    window = np.choose(np.arange(256).reshape(16, 16, 1) % 3, [1, 128, 255]).astype(np.uint8).repeat(3, 2)
+    mask = np.linspace(0.0, 1.0, 256, dtype=np.float32).reshape(16, 16)
+    largest = 0.5 * 32 / 127 * 0.99  # its largest offset, 127 / 32 deviations, is just under 0.5
+    assert changes_nothing(largest) and changes_nothing(0.01)
+    assert np.array_equal(add_grain(image, window, largest), image)
+    assert np.array_equal(add_grain(image, window, largest, np.ones((16, 16), np.float32)), image)
+    assert np.array_equal(add_grain(image, window, largest, mask), image)
+    just_visible = 0.5 * 32 / 127 * 1.01
+    assert not changes_nothing(just_visible)
+    assert not np.array_equal(add_grain(image, window, just_visible), image)
+    noise = np.random.default_rng(5).normal(0.0, 2.0, (128, 128, 1)).repeat(3, axis=2)
+    reference = np.clip(128 + noise, 0, 255).astype(np.uint8)
+    ctx = FrameContext(frame=3, fps=30, frame_count=10)
+    deviation = 0.02 * estimate_noise(reference)
+    assert changes_nothing(deviation) and deviation > 0.01
+    node = Grain().evaluate(Grain.Params(amount=0.02), {"image": image, "reference": reference}, ctx)
+    assert node["image"] is image  # skipped: the very input comes back
+    seen = Grain().evaluate(Grain.Params(amount=1.0), {"image": image, "reference": reference}, ctx)
+    assert not np.array_equal(seen["image"], image)
