@@ -15,7 +15,9 @@ field and odd frames from the right part, further apart than the grain's correla
 reach, so consecutive frames are uncorrelated pixel for pixel. The field is stored as
 uint8 (128 + 32 levels per standard deviation, clipped at about 4 deviations), with the
 three channels already replicated for monochrome grain, and added with one OpenCV call
-(``addWeighted`` of two uint8 arrays, about 2 ms at 1080p) on the window view.
+(``addWeighted`` of two uint8 arrays, about 2 ms at 1080p) on the window view. Grain
+too faint to change any pixel (the field's largest offset times the deviation is under
+half a level, as for a very clean photo's matched grain) is not added at all.
 """
 
 from __future__ import annotations
