@@ -90,6 +90,7 @@ class BackgroundPlan:
         take_background = (np.abs(1.0 - weight) <= self.NEGLIGIBLE) & np.all(photo == plate, axis=2)
         band = ~(keep_photo | take_background)
         self.band_share = float(band.mean()) if band.size else 0.0
+        self.finite = bool(np.isfinite(weight).all())  # then an unchanged background gives the photo
         self.dense = self.band_share > self.DENSE_SHARE
         self.keep_photo: np.ndarray | None = None
         if self.dense:
@@ -174,8 +175,9 @@ def replace_background(
 
     Called again with the same ``photo``, ``plate`` and ``alpha`` objects (as in a
     render, where only the background changes), it reuses a :class:`BackgroundPlan`
-    and works on the soft edge only; the result is identical to
-    :func:`replace_background_direct` either way.
+    and works on the soft edge only; given the ``plate`` object itself as the background
+    it returns ``photo``. The result is identical to :func:`replace_background_direct`
+    either way.
 
     Parameters
     ----------
@@ -189,6 +191,8 @@ def replace_background(
         (H, W) float subject alpha.
     """
     plan = _PLANS.get(photo, plate, alpha)
+    if background is plate and plan is not None and plan.finite:
+        return photo  # background - plate is 0 everywhere (a rack focus once it is sharp)
     if plan is None or plan.dense:
         return replace_background_direct(photo, plate, background, alpha)
     return plan.apply(photo, background)

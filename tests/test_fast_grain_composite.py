@@ -200,6 +200,26 @@ def test_plan_equals_the_formula_exactly(
         assert np.array_equal(replace_background(photo, plate, background, alpha), expected)
     independent = np.rint((background.astype(np.float32) - plate) * (1 - alpha)[..., None])
     assert np.array_equal(expected, np.clip(photo + independent, 0, 255).astype(np.uint8))
+    unchanged = replace_background_direct(photo, plate, plate, alpha)  # the plate itself as background
+    for _ in range(2):  # the cached plan then returns the photo, NaN alphas aside
+        assert np.array_equal(replace_background(photo, plate, plate, alpha), unchanged)
+
+
+def test_the_plate_itself_as_the_background_gives_back_the_photo_object() -> None:
+    rng = np.random.default_rng(2)
+    photo, plate = (rng.integers(0, 256, (30, 40, 3), dtype=np.uint8) for _ in range(2))
+    alpha = np.zeros((30, 40), np.float32)
+    alpha[8:20, 10:30] = 1.0
+    alpha[7, 10:30] = 0.5
+    replace_background(photo, plate, plate.copy(), alpha)  # the first call builds no plan
+    out = replace_background(photo, plate, plate, alpha)
+    assert out is photo and np.array_equal(out, replace_background_direct(photo, plate, plate, alpha))
+    nan_alpha = alpha.copy()  # a NaN alpha gives 0 there by the formula, not the photo
+    nan_alpha[0, 0] = np.nan
+    replace_background(photo, plate, plate, nan_alpha)
+    nan_out = replace_background(photo, plate, plate, nan_alpha)
+    assert nan_out is not photo
+    assert np.array_equal(nan_out, replace_background_direct(photo, plate, plate, nan_alpha))
 
 
 def test_plan_on_a_real_photo_matte_equals_the_formula() -> None:
