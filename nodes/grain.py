@@ -43,8 +43,8 @@ _EDGE_SHARE = 0.1
 # Stored grain: level = 128 + round(32 * noise), clipped to 1..255 (about +-4 deviations).
 _CENTRE = 128
 _LEVELS_PER_DEVIATION = 32.0
-# Largest distance of a stored level from the centre: grain whose deviation scales it
-# below half a level changes no pixel (see :func:`changes_nothing`).
+# Largest distance of a stored level from the centre (the field is clipped to it): grain
+# whose deviation scales it below half a level changes no pixel (see :func:`changes_nothing`).
 _MAX_OFFSET = 255 - _CENTRE
 # Padded fields kept (one per distinct frame size, grain size, seed and channels).
 _FIELDS_KEPT = 4
@@ -149,7 +149,7 @@ def padded_field(height: int, width: int, size: float, seed: int, channels: int)
         noise /= max(float(noise.std()), 1e-6)
     noise *= _LEVELS_PER_DEVIATION
     np.rint(noise, out=noise)
-    np.clip(noise, 1 - _CENTRE, 255 - _CENTRE, out=noise)
+    np.clip(noise, -_MAX_OFFSET, _MAX_OFFSET, out=noise)
     noise += _CENTRE
     levels = noise.astype(np.uint8)
     if channels == 1:
