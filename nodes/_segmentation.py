@@ -832,8 +832,10 @@ def _colour_centres(image: RGB, mask: BoolMask, count: int) -> NDArray[np.float3
         colours = colours[np.random.default_rng(0).choice(len(colours), 4000, replace=False)]
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     cv2.setRNGSeed(0)
-    # (the stubs lack bestLabels=None, which kmeans takes)
-    _, _, centres = cv2.kmeans(lab_colours(colours), count, None, criteria, 2, cv2.KMEANS_PP_CENTERS)  # type: ignore[call-overload]
+    # (opencv-python 4's stubs lack bestLabels=None, which kmeans takes; 5's have it)
+    _, _, centres = cv2.kmeans(  # type: ignore[call-overload, unused-ignore]
+        lab_colours(colours), count, None, criteria, 2, cv2.KMEANS_PP_CENTERS
+    )
     return np.asarray(centres, np.float32)
 
 

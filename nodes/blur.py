@@ -186,8 +186,8 @@ class HighlightCurve:
         rows = boosted.shape[0] if boosted.ndim else 1
         pairs = index.reshape(rows, -1).view(np.uint8).reshape(rows, -1, 2).astype(np.int16)
         table = self._encode.reshape(256, 256)
-        # (the stubs lack map2=None, which a two-channel int16 map1 takes)
-        looked_up = cv2.remap(table, pairs, None, cv2.INTER_NEAREST)  # type: ignore[call-overload]
+        # (opencv-python 4's stubs lack map2=None, which a two-channel int16 map1 takes; 5's have it)
+        looked_up = cv2.remap(table, pairs, None, cv2.INTER_NEAREST)  # type: ignore[call-overload, unused-ignore]
         return np.asarray(looked_up).reshape(boosted.shape)
 
 

@@ -37,13 +37,16 @@ def replace_background_direct(
 ) -> np.ndarray:
     """``photo + (1 - alpha) * (background - plate)`` over the whole frame (the reference formula).
 
-    The change ``(background - plate) * (1 - alpha)`` is computed in float32; OpenCV's
-    mixed-type ``add`` rounds it to an integer (half to even) and adds it to ``photo``
-    with saturation. :class:`BackgroundPlan` gives the same result bit for bit.
-    Arguments as for :func:`replace_background`.
+    The change ``(background - plate) * (1 - alpha)`` is computed in float32, rounded
+    to an integer (half to even) and added to ``photo`` with saturation (a NaN gives 0).
+    :class:`BackgroundPlan` gives the same result bit for bit. Arguments as for
+    :func:`replace_background`.
     """
     change = np.asarray(cv2.subtract(background, plate, dtype=cv2.CV_32F), np.float32)
     change *= (1.0 - np.asarray(alpha, np.float32))[..., None]
+    # Rounded here, not by the add: OpenCV 4's mixed-type add rounded the float operand,
+    # OpenCV 5 rounds the sum, which differs on ties (photo 1, change 1.5: 3, but 2.5 -> 2).
+    np.rint(change, out=change)
     return cv2.add(photo, change, dtype=cv2.CV_8U)
 
 
