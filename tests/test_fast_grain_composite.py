@@ -205,6 +205,16 @@ def test_plan_equals_the_formula_exactly(
         assert np.array_equal(replace_background(photo, plate, plate, alpha), unchanged)
 
 
+def test_a_tie_rounds_the_change_not_the_sum() -> None:
+    # photo 1 + change (3 - 1) * 0.75 = 1.5: the change rounds (half to even) to 2, giving 3,
+    # whatever the OpenCV version (5's mixed-type add would round the sum 2.5 to 2).
+    photo = np.full((4, 4, 3), 1, np.uint8)
+    background = np.full((4, 4, 3), 3, np.uint8)
+    alpha = np.full((4, 4), 0.25, np.float32)
+    assert (replace_background_direct(photo, photo, background, alpha) == 3).all()
+    assert (SparsePlan(photo, photo, alpha).apply(photo, background) == 3).all()
+
+
 def test_the_plate_itself_as_the_background_gives_back_the_photo_object() -> None:
     rng = np.random.default_rng(2)
     photo, plate = (rng.integers(0, 256, (30, 40, 3), dtype=np.uint8) for _ in range(2))
