@@ -169,7 +169,15 @@ class GraphDocument(_Strict):
         return self
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser (PyYAML's wheels ship it) reads a preset about 10 times faster than
+# the pure-Python one: 2 against 17 ms of every render's start.
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # a PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+
+class _StrictLoader(_SafeLoader):
     """Safe loader that refuses duplicate and non-scalar keys and reads dates as text."""
 
 
@@ -217,11 +225,25 @@ def _check_structure(text: str, source: str) -> None:
     """Scan the YAML events once, refusing anchors/aliases and absurd nesting or size.
 
     The scan is iterative, so a 10,000-deep document is refused here rather than
-    overflowing the recursive composer.
+    overflowing the recursive composer. libyaml refuses a document nested over 1000 deep
+    while it reads ahead, before the scan counts to :data:`MAX_NESTING`; that is reported
+    in the same words.
     """
+    try:
+        _scan(text, source)
+    except yaml.YAMLError as exc:
+        if "maximum nesting depth" not in str(exc):  # libyaml's own limit, far beyond ours
+            raise
+        raise _refuse(
+            source, f"nested deeper than {MAX_NESTING} levels", getattr(exc, "problem_mark", None)
+        ) from None
+
+
+def _scan(text: str, source: str) -> None:
+    """The scan of :func:`_check_structure`."""
     depth = 0
     count = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_SafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _refuse(source, "YAML anchors and aliases are not supported", event.start_mark)
         tag = getattr(event, "tag", None)

@@ -13,6 +13,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
@@ -234,3 +235,35 @@ def test_ffmpeg_starts_keeping_freed_frame_buffers(tmp_path: Path, monkeypatch: 
         recorded = next(tmp_path.glob("*.env"))
         assert recorded.read_text().strip() == expected
         recorded.unlink()
+
+
+def test_opencv_runs_single_threaded_while_encoders_run(tmp_path: Path) -> None:
+    """From a writer's first frame to its commit or abort OpenCV uses one thread; then the count is back."""
+    initial = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+        lossless = [*LOSSLESS[:2], "-pix_fmt", "rgb24", *LOSSLESS[2:]]
+        first, second = (
+            _writer(tmp_path / "a.mkv", ffmpeg, 2, lossless),
+            _writer(tmp_path / "b.mkv", ffmpeg, 2, lossless),
+        )
+        assert cv2.getNumThreads() == 2  # opening starts nothing
+        first.write({"image": _frame(0, (48, 64))}, first.timeline.context(0))
+        assert cv2.getNumThreads() == _writers.OPENCV_THREADS_ENCODING
+        second.write({"image": _frame(0, (48, 64))}, second.timeline.context(0))
+        first.commit()
+        assert cv2.getNumThreads() == _writers.OPENCV_THREADS_ENCODING  # the second still encodes
+        second.abort()
+        assert cv2.getNumThreads() == 2 and _writers.ENCODING_THREADS.claims == 0
+        first.abort()  # already committed: releases nothing twice
+        assert _writers.ENCODING_THREADS.claims == 0
+
+        dropped = _writer(tmp_path / "c.mkv", ffmpeg, 2, lossless)
+        dropped.write({"image": _frame(0, (48, 64))}, dropped.timeline.context(0))
+        assert cv2.getNumThreads() == _writers.OPENCV_THREADS_ENCODING
+        del dropped
+        gc.collect()
+        assert cv2.getNumThreads() == 2 and _writers.ENCODING_THREADS.claims == 0
+    finally:
+        cv2.setNumThreads(initial)
