@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from focusgraph.graph import GraphValidationError, load_document
+from focusgraph.graph import GraphValidationError, document, load_document
 from focusgraph.graph.compile import compile_graph
 
 HEADER = """\
@@ -205,3 +205,24 @@ def test_undefined_input_reference() -> None:
 def test_bad_timeline() -> None:
     _, field, _message = only(problems_of(VALID_NODES, HEADER.replace("fps: 10", "fps: 0")))
     assert field == "timeline.fps"
+
+
+PRESETS = sorted((Path(__file__).resolve().parents[1] / "presets").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[path.stem for path in PRESETS])
+def test_libyaml_and_pyyaml_read_every_preset_alike(preset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Graphs are read with libyaml's parser when PyYAML has it; the pure-Python one must agree."""
+    if document._FAST_LOADERS is None:
+        pytest.skip("PyYAML without libyaml")
+    text = preset.read_text()
+    fast = document.parse_yaml(text, preset.name)
+    monkeypatch.setattr(document, "_FAST_LOADERS", None)
+    assert document.parse_yaml(text, preset.name) == fast
+
+
+def test_text_libyaml_refuses_is_read_as_pyyaml_reads_it() -> None:
+    """A lone surrogate escape is refused by libyaml but read by PyYAML (and so by focusgraph)."""
+    assert document.parse_yaml('description: "\\ud800"', "x.yaml") == {"description": "\ud800"}
+    with pytest.raises(GraphValidationError, match="nested deeper than 64 levels"):
+        document.parse_yaml("[" * 2000 + "]" * 2000, "deep.yaml")
