@@ -169,20 +169,6 @@ class GraphDocument(_Strict):
         return self
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Safe loader that refuses duplicate and non-scalar keys and reads dates as text."""
-
-
-_FAST_LOADERS: tuple[type[Any], type[Any]] | None = None
-"""libyaml's safe loader and a strict one on it: (scan, load), if PyYAML has libyaml."""
-if yaml.__with_libyaml__:
-
-    class _FastStrictLoader(yaml.CSafeLoader):
-        """:class:`_StrictLoader` on libyaml's parser: a preset read in 2 instead of 17 ms."""
-
-    _FAST_LOADERS = (yaml.CSafeLoader, _FastStrictLoader)
-
-
 def _construct_mapping(loader: yaml.BaseLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
@@ -201,10 +187,28 @@ def _construct_text(loader: yaml.BaseLoader, node: yaml.ScalarNode) -> str:
     return str(loader.construct_scalar(node))
 
 
-for _strict in (_StrictLoader, *(_FAST_LOADERS or ())[1:]):
-    _strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _strict(loader: type[Any]) -> type[Any]:
+    """``loader`` refusing duplicate and non-scalar keys and reading dates as text."""
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
     # A graph holds no dates; `2001-13-01` would otherwise fail inside PyYAML's date parser.
-    _strict.add_constructor("tag:yaml.org,2002:timestamp", _construct_text)
+    loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_text)
+    return loader
+
+
+@_strict
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loader that refuses duplicate and non-scalar keys and reads dates as text."""
+
+
+_FAST_LOADERS: tuple[type[Any], type[Any]] | None = None
+"""libyaml's safe loader and a strict one on it: (scan, load), if PyYAML has libyaml."""
+if yaml.__with_libyaml__:
+
+    @_strict
+    class _FastStrictLoader(yaml.CSafeLoader):
+        """:class:`_StrictLoader` on libyaml's parser: a preset read in 2 instead of 17 ms."""
+
+    _FAST_LOADERS = (yaml.CSafeLoader, _FastStrictLoader)
 
 
 MAX_DOCUMENT_BYTES = 1 << 20

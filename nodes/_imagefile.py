@@ -109,14 +109,14 @@ def _formats() -> list[str]:
 
 
 def _pillow_open(stream: IO[bytes]) -> ImageFile.ImageFile:
-    """``Image.open`` trying JPEG and PNG first, then every format but the excluded ones."""
-    Image.preinit()
-    start = stream.tell()
+    """``Image.open`` trying JPEG and PNG first, then every format but the excluded ones.
+
+    (``Image.open`` reads from the stream's start and registers JPEG and PNG itself.)
+    """
     try:
         return Image.open(stream, formats=_COMMON_FORMATS)
     except UnidentifiedImageError:
-        stream.seek(start)
-    return Image.open(stream, formats=_formats())
+        return Image.open(stream, formats=_formats())
 
 
 def _check_file(path: Path) -> None:

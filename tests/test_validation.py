@@ -9,6 +9,7 @@ import pytest
 
 from focusgraph.graph import GraphValidationError, document, load_document
 from focusgraph.graph.compile import compile_graph
+from focusgraph.presets import preset_paths
 
 HEADER = """\
 version: 1
@@ -207,7 +208,7 @@ def test_bad_timeline() -> None:
     assert field == "timeline.fps"
 
 
-PRESETS = sorted((Path(__file__).resolve().parents[1] / "presets").glob("*.yaml"))
+PRESETS = list(preset_paths().values())
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[path.stem for path in PRESETS])
