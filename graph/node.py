@@ -15,7 +15,9 @@ A node type is a small class that declares
 * ``persistent`` (optional): ``True`` for a slow node whose outputs (arrays and
   numbers) are worth keeping on disk between renders when it is time-invariant
   (segmentation, inpainting); see :mod:`focusgraph.graph.store`;
-* ``evaluate``: a pure function of parameters, inputs and the frame context.
+* ``evaluate``: a pure function of parameters, inputs and the frame context. Work it
+  derives from time-invariant inputs may be kept in the render's node store
+  (``ctx.store``, see :mod:`focusgraph.graph.store`) for the next render.
 
 Numeric parameters that should be animatable are declared with :func:`animatable`:
 in YAML they take either a number or ``{link: other_node}``, a link to a Scalar
@@ -38,13 +40,16 @@ Example
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from focusgraph.graph.models import ModelSpec
+
+if TYPE_CHECKING:
+    from focusgraph.graph.store import NodeStore
 
 
 class PortType(enum.StrEnum):
@@ -123,6 +128,10 @@ class FrameContext:
         Longest side a source node should produce, or ``None`` for no limit. Previews
         set it to render quickly at a reduced size; a node that reads an image shrinks
         it to fit (nodes whose lengths are relative to the image then look the same).
+    store : NodeStore, optional
+        The render's node store, where a node may keep arrays it derives from
+        time-invariant inputs (:meth:`~focusgraph.graph.store.NodeStore.put_array_in_background`),
+        or ``None`` (no store). Not part of the context's equality.
     """
 
     frame: int
@@ -130,6 +139,7 @@ class FrameContext:
     frame_count: int
     size: tuple[int, int] | None = None
     max_side: int | None = None
+    store: NodeStore | None = field(default=None, compare=False, repr=False)
 
     @property
     def time(self) -> float:

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,12 @@ class Evaluator:
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def run(self, ctx: FrameContext) -> dict[str, dict[str, Any]]:
-        """Evaluate the non-output nodes for the frame ``ctx`` and return their outputs."""
+        """Evaluate the non-output nodes for the frame ``ctx`` and return their outputs.
+
+        Nodes see the evaluator's store in ``ctx.store`` (unless ``ctx`` brings one).
+        """
+        if ctx.store is None and self.store is not None:
+            ctx = replace(ctx, store=self.store)
         for node_id in self.graph.order:
             node = self.graph.nodes[node_id]
             if node.is_output:

@@ -18,10 +18,21 @@ scheduler then looks its outputs up here before evaluating it, under a key made 
 so a hit returns what evaluating would, including the warnings the node logged (they
 are stored and logged again). What it does not see: another version of a compiled
 library (OpenCV, onnxruntime) behind the same code; ``focusgraph cache clear`` after
-upgrading one is safe. Restored arrays are read-only. Entries are ``.npz`` files
-written atomically; the least recently used are deleted once the folder holds more
-than ``FOCUSGRAPH_CACHE_MB`` megabytes (default 2048). An entry that is not a valid
-archive is deleted and recomputed; any failure of the store only costs its speed-up.
+upgrading one is safe. Restored arrays are read-only.
+
+A node may also keep *intermediate* arrays here, work it derives from time-invariant
+inputs inside ``evaluate`` (a blur's levels of the unchanging plate): the frame context
+of a render with a store carries it (``FrameContext.store``), and :meth:`NodeStore.get_array`
+and :meth:`NodeStore.put_array_in_background` read and write one array under a key from
+:func:`array_key` (the node's package code, the versions above, and whatever the node
+passes, e.g. a :func:`content_digest` of its input). One store (one render) writes at
+most :data:`KEPT_SHARE` of the size limit in such arrays, so a very large photo cannot
+push the segmentation of every other photo out.
+
+Entries are ``.npz`` files (a node's outputs) and ``.npy`` files (a kept array), written
+atomically; the least recently used are deleted (kept arrays first) once the folder
+holds more than ``FOCUSGRAPH_CACHE_MB`` megabytes (default 2048). An entry that is not a valid file is
+deleted and recomputed; any failure of the store only costs its speed-up.
 The folder is ``$FOCUSGRAPH_CACHE`` when set (``off`` turns the store off), else
 ``nodes`` in focusgraph's user cache folder (``~/.cache/focusgraph/nodes`` on Linux).
 """
@@ -38,10 +49,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -54,12 +66,16 @@ SIZE_ENV_VAR = "FOCUSGRAPH_CACHE_MB"
 DEFAULT_LIMIT_MB = 2048
 _OFF = {"off", "0", "no", "false", "none"}
 _SUFFIX = ".npz"
+_ARRAY_SUFFIX = ".npy"
+_SUFFIXES = (_SUFFIX, _ARRAY_SUFFIX)
 _PARTIAL = ".partial"
 _SCALAR = "__scalar__"  # marks an output stored as a 0-d array that was a Python number
 _NUMPY_SCALAR = "__numpy__"  # marks one that was a numpy scalar
 _LOG = "__log__"  # the warnings the node logged while it was evaluated
 FORMAT = 2
 """Version of the entries' layout (part of every key)."""
+KEPT_SHARE = 0.5
+"""Share of the size limit one :class:`NodeStore` may fill with kept arrays (``put_array``)."""
 
 
 def default_folder() -> Path | None:
@@ -145,6 +161,28 @@ def node_key(
     return digest.hexdigest()
 
 
+def content_digest(value: Any) -> str:
+    """Digest of ``value``'s contents (an array's dtype, shape and bytes; see :func:`value_digest`)."""
+    digest = hashlib.blake2b(digest_size=20)
+    value_digest(value, digest)
+    return digest.hexdigest()
+
+
+def array_key(module_name: str, parts: dict[str, Any]) -> str:
+    """The store key of an array a node keeps (:meth:`NodeStore.put_array_in_background`).
+
+    Parameters
+    ----------
+    module_name : str
+        The module computing the array: a change to its package's code changes the key.
+    parts : dict
+        Everything else the array depends on, JSON-serialisable (parameter values, a
+        :func:`content_digest` of each input).
+    """
+    header = {"format": FORMAT, "numpy": np.__version__, "code": package_digest(module_name), "kept": parts}
+    return hashlib.blake2b(json.dumps(header, sort_keys=True).encode(), digest_size=20).hexdigest()
+
+
 def _storable(outputs: dict[str, Any], log: list[str]) -> dict[str, np.ndarray] | None:
     """The outputs (and ``log``) as arrays for ``np.savez``, or ``None`` if one cannot be stored.
 
@@ -167,6 +205,11 @@ def _storable(outputs: dict[str, Any], log: list[str]) -> dict[str, np.ndarray] 
     if log:
         arrays[_LOG] = np.array(log, dtype=np.str_)
     return arrays
+
+
+def _archive_writer(arrays: dict[str, np.ndarray]) -> Callable[[IO[bytes]], None]:
+    """Writes ``arrays`` as one ``.npz`` archive to a file."""
+    return lambda file: np.savez(file, **arrays)  # type: ignore[arg-type]
 
 
 def _restored(archive: Any) -> tuple[dict[str, Any], list[str]]:
@@ -199,12 +242,15 @@ class NodeStore:
         Size above which the least recently used entries are deleted.
     hits, misses : int
         Lookups that found, or did not find, an entry (for diagnostics and tests).
+    kept_bytes : int
+        Bytes of the arrays this store has been given to keep (``put_array``).
     """
 
     folder: Path
     limit_bytes: int = DEFAULT_LIMIT_MB * 2**20
     hits: int = 0
     misses: int = 0
+    kept_bytes: int = 0
     _writers: list[threading.Thread] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -213,8 +259,8 @@ class NodeStore:
         folder = default_folder()
         return None if folder is None else cls(folder, _limit_bytes())
 
-    def _path(self, key: str) -> Path:
-        return self.folder / f"{key}{_SUFFIX}"
+    def _path(self, key: str, suffix: str = _SUFFIX) -> Path:
+        return self.folder / f"{key}{suffix}"
 
     def get(self, key: str) -> tuple[dict[str, Any], list[str]] | None:
         """The outputs and logged warnings stored under ``key``, or ``None``.
@@ -234,10 +280,44 @@ class NodeStore:
                 path.unlink(missing_ok=True)
             self.misses += 1
             return None
+        return self._hit(path, found)
+
+    def _hit(self, path: Path, found: Any) -> Any:
         with contextlib.suppress(OSError):
             os.utime(path)  # most recently used
         self.hits += 1
         return found
+
+    def get_array(self, key: str) -> np.ndarray | None:
+        """The array kept under ``key`` (read-only), or ``None`` (handled as :meth:`get` does)."""
+        path = self._path(key, _ARRAY_SUFFIX)
+        try:
+            with open(path, "rb") as file:
+                found = np.lib.format.read_array(file, allow_pickle=False)
+        except OSError:
+            self.misses += 1
+            return None
+        except Exception:  # a damaged or foreign file (numpy raises ValueError and others)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            self.misses += 1
+            return None
+        found.flags.writeable = False
+        return self._hit(path, found)
+
+    def put_array_in_background(self, key: str, array: np.ndarray) -> bool:
+        """Keep ``array`` under ``key``, written by a thread as :meth:`put_in_background` does.
+
+        Returns whether it will be written: not once this store has been given
+        :data:`KEPT_SHARE` of its limit in kept arrays. ``array`` must not be modified
+        afterwards.
+        """
+        if self.kept_bytes + array.nbytes > KEPT_SHARE * self.limit_bytes:
+            return False
+        self.kept_bytes += array.nbytes
+        path = self._path(key, _ARRAY_SUFFIX)
+        self._start_writer(path, lambda file: np.save(file, array, allow_pickle=False))
+        return True
 
     def put(self, key: str, outputs: dict[str, Any], log: list[str] | None = None) -> bool:
         """Store ``outputs`` (and the warnings in ``log``) under ``key``, atomically.
@@ -246,7 +326,7 @@ class NodeStore:
         else going wrong only costs the re-render its speed-up: never an exception.
         """
         arrays = _storable(outputs, log or [])
-        return arrays is not None and self._write(key, arrays)
+        return arrays is not None and self._write(self._path(key), _archive_writer(arrays))
 
     def put_in_background(self, key: str, outputs: dict[str, Any], log: list[str] | None = None) -> None:
         """:meth:`put` in a thread, so the render goes on meanwhile; :meth:`flush` waits for it.
@@ -256,26 +336,28 @@ class NodeStore:
         process finishes the write rather than leave half a file.
         """
         arrays = _storable(outputs, log or [])
-        if arrays is None:
-            return
-        writer = threading.Thread(target=self._write, args=(key, arrays), name="focusgraph-store")
+        if arrays is not None:
+            self._start_writer(self._path(key), _archive_writer(arrays))
+
+    def _start_writer(self, path: Path, save: Callable[[IO[bytes]], None]) -> None:
+        writer = threading.Thread(target=self._write, args=(path, save), name="focusgraph-store")
         try:
             writer.start()
         except RuntimeError:  # no thread to be had: write now
-            self._write(key, arrays)
+            self._write(path, save)
             return
         self._writers.append(writer)
 
-    def _write(self, key: str, arrays: dict[str, np.ndarray]) -> bool:
-        """Write the entry ``key`` (via a partial file renamed into place), then evict."""
+    def _write(self, path: Path, save: Callable[[IO[bytes]], None]) -> bool:
+        """Write the entry at ``path`` with ``save`` (via a partial file renamed into place), then evict."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=".", suffix=_PARTIAL, dir=self.folder)
             try:
                 os.fchmod(handle, 0o644)
                 with os.fdopen(handle, "wb") as file:
-                    np.savez(file, **arrays)  # type: ignore[arg-type]
-                os.replace(temporary, self._path(key))
+                    save(file)
+                os.replace(temporary, path)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)
                 raise
@@ -294,7 +376,7 @@ class NodeStore:
         if not self.folder.is_dir():
             return []
         found = []
-        for path in self.folder.glob(f"*{_SUFFIX}"):
+        for path in (path for suffix in _SUFFIXES for path in self.folder.glob(f"*{suffix}")):
             with contextlib.suppress(OSError):
                 stat = path.stat()
                 found.append((stat.st_mtime, path, stat.st_size))
@@ -315,7 +397,10 @@ class NodeStore:
     def evict(self) -> None:
         """Delete least recently used entries until the store is within ``limit_bytes``.
 
-        Also deletes partial files over an hour old (a write killed mid-way).
+        Kept arrays go before any node's outputs: they are quicker to compute again (a
+        blur level against a segmentation), so a batch of many photos pushes out their
+        levels, not their segmentations. Also deletes partial files over an hour old (a
+        write killed mid-way).
         """
         stale = time.time() - 3600
         for partial in self._partials():
@@ -324,7 +409,7 @@ class NodeStore:
                     partial.unlink()
         entries = self._entry_sizes()
         total = sum(size for _, size in entries)
-        for path, size in entries:
+        for path, size in sorted(entries, key=lambda entry: entry[0].suffix != _ARRAY_SUFFIX):
             if total <= self.limit_bytes:
                 break
             with contextlib.suppress(OSError):

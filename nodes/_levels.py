@@ -7,7 +7,8 @@ the two levels that bracket its radius with :func:`cv2.addWeighted` on uint8 (th
 form of ``cv2.blendLinear``: no per-pixel weight arrays). Levels are computed lazily, on
 first use; a radius moving monotonically computes each level once. Only the
 :data:`CAPACITY` most recently used levels are kept, so memory is bounded (a level is one
-full-size uint8 image) whatever the length of the clip.
+full-size uint8 image) whatever the length of the clip. Where a level comes from is the
+caller's ``compute``: ``Blur`` reads it from the node store when an earlier render kept it.
 
 The ladder was chosen by measurement (``Blur`` documents the accuracy): blending two
 levels in sRGB is accurate where the blur changes smoothly with the radius, so the rungs

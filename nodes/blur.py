@@ -14,7 +14,10 @@ image (the very same array every frame, as the scheduler passes a time-invariant
 e.g. a rack focus's plate) with an animated radius by blending two cached blur levels
 (uint8 sRGB, computed once each, at radii of a fixed ladder; at most four are kept, each
 one image) around the frame's radius, so most frames cost one uint8 blend (2-4 ms at
-1080p). See :mod:`focusgraph.nodes._levels`. Lens levels of 4.5-12.5 px (kernels of
+1080p). See :mod:`focusgraph.nodes._levels`. A render with a node store keeps each
+level there (:func:`kept_level`; a level depends on the image and the lens settings,
+not on the keyframes), so a re-render of the same plate reads them (measured at 1080p,
+a rack focus: 0.3 instead of 1.7 s of CPU for the background). Lens levels of 4.5-12.5 px (kernels of
 13 px and wider, where OpenCV would transform the whole image anew for each) are
 computed at full resolution through the image's spectrum, computed once per render:
 about 30 ms a level at 1080p instead of 60-170 ms, and exact. Measured against
@@ -64,6 +67,7 @@ from pydantic import Field, field_validator
 
 from focusgraph.graph.errors import GraphValidationError, Problem
 from focusgraph.graph.node import FrameContext, Node, NodeParams, Port, PortType, animatable
+from focusgraph.graph.store import NodeStore, array_key, content_digest
 from focusgraph.nodes import _layered, _levels
 from focusgraph.nodes._kernels import motion_blur, motion_kernel, radial_blur, radial_noise_kept
 from focusgraph.nodes._memo import last_for
@@ -438,7 +442,9 @@ class Blur(Node):
         )
 
         def compute(rung: float) -> np.ndarray:
-            return blur_level(image, holdout, params, rung)
+            if ctx.store is None:
+                return blur_level(image, holdout, params, rung)
+            return kept_level(ctx.store, image, holdout, params, rung)
 
         def direct(at: float, first: bool) -> np.ndarray:
             # The first call is blurred as a still always was; a frame of a fast sweep as a level.
@@ -522,6 +528,41 @@ def blur_level(image: np.ndarray, holdout: np.ndarray | None, params: Any, rung:
     if params.kind == "lens" and holdout is None and rung <= 0.5:
         return image
     return blur_direct(image, holdout, params, rung, lens_work=_LEVEL_WORK_RADIUS, reused=True)
+
+
+def kept_level(
+    store: NodeStore, image: np.ndarray, holdout: np.ndarray | None, params: Any, rung: float
+) -> np.ndarray:
+    """:func:`blur_level` through the node store: read when a render kept it, else computed and kept.
+
+    A level depends only on the (time-invariant) image and holdout, the lens settings
+    and the rung, not on the keyframes: a re-render reads every level the last render of
+    the same plate computed, whatever its timing, length or grain, at 1-3 ms a 1080p level
+    instead of 15-80 ms.
+    """
+    key = array_key(
+        __name__,
+        {
+            "level": rung,
+            "kind": params.kind,
+            "highlights": [params.highlights, params.highlight_threshold],
+            "aperture": [params.blades, params.rotation],
+            "sources": _content_digests(image, holdout),
+        },
+    )
+    found = store.get_array(key)
+    if found is not None and found.shape == image.shape and found.dtype == image.dtype:
+        return found
+    level = blur_level(image, holdout, params, rung)
+    if level is not image:  # a single-pixel aperture's level is the image itself
+        store.put_array_in_background(key, level)
+    return level
+
+
+@last_for
+def _content_digests(image: np.ndarray, holdout: np.ndarray | None) -> list[str | None]:
+    """Content digests of a blur's sources (once per render: they are time-invariant)."""
+    return [content_digest(image), None if holdout is None else content_digest(holdout)]
 
 
 def _blur(

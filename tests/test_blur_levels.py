@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from photos import photo_path
 
 from focusgraph.graph import Evaluator, load
 from focusgraph.graph.node import FrameContext
+from focusgraph.graph.store import NodeStore
 from focusgraph.nodes import _levels, blur
 from focusgraph.nodes.blur import Blur
 
@@ -87,6 +89,45 @@ def test_another_image_does_not_reuse_the_levels_of_the_first() -> None:
         assert psnr(out, run(Blur(), second, "lens", radius, "exact")) >= BOUND_DB
         assert psnr(out, run(Blur(), first, "lens", radius, "exact")) < 30
     assert node.levels.computed > computed  # levels of its own
+
+
+def test_levels_kept_in_the_store_come_back_identical_without_blurring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = NodeStore(tmp_path / "store")
+    ctx = dataclasses.replace(CTX, store=store)
+    rungs: list[float] = []
+    level = blur.blur_level
+
+    def counted(image: np.ndarray, holdout: np.ndarray | None, kept: Any, rung: float) -> np.ndarray:
+        rungs.append(rung)
+        return level(image, holdout, kept, rung)
+
+    monkeypatch.setattr(blur, "blur_level", counted)
+
+    def sweep(image: np.ndarray, radii: np.ndarray, highlights: float = 2.0) -> list[np.ndarray]:
+        node = Blur()  # a new render's node: no levels of its own yet
+        settings = Blur.Params(kind="lens", units="px", highlights=highlights)
+        frames = []
+        for radius in radii:
+            kept = settings.model_copy(update={"radius": float(radius)})
+            frames.append(node.evaluate(kept, {"image": image}, ctx)["image"])
+        store.flush()
+        return frames
+
+    image = noise()
+    first = sweep(image, RADII[::3])
+    computed = len(rungs)
+    assert computed > 10 and len(store.entries()) == len({r for r in rungs if r > 0.5})
+    # The next render of the same image reads every level, also with another timing.
+    assert all(np.array_equal(a, b) for a, b in zip(first, sweep(image.copy(), RADII[::3]), strict=True))
+    sweep(image, RADII[1::5])
+    assert len(rungs) == computed
+    # Another image, or other lens settings, are other levels.
+    sweep(np.ascontiguousarray(image[::-1]), RADII[::3])
+    assert len(rungs) == 2 * computed
+    sweep(image, RADII[::3], highlights=0.5)
+    assert len(rungs) == 3 * computed
 
 
 def test_same_radius_twice_gives_identical_output() -> None:

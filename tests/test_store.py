@@ -20,12 +20,16 @@ from focusgraph.graph.registry import build_registry
 from focusgraph.graph.store import (
     DEFAULT_LIMIT_MB,
     ENV_VAR,
+    KEPT_SHARE,
     SIZE_ENV_VAR,
     NodeStore,
+    array_key,
+    content_digest,
     default_folder,
     node_key,
     package_digest,
 )
+from focusgraph.nodes import blur
 
 
 class CountedDisc(Node):
@@ -79,20 +83,39 @@ def compiled(photo: Path, out: Path, fraction: float = 0.3) -> Any:
 
 
 def test_a_re_render_restores_persistent_nodes_and_writes_the_same_clip(
-    small_photo: Path, tmp_path: Path
+    small_photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = NodeStore(tmp_path / "store")
     CountedDisc.calls = 0
+    levels = counted_levels(monkeypatch)
     first = Evaluator(compiled(small_photo, tmp_path / "a.mp4"), store)
     render(first.graph, evaluator=first)
     assert first.evaluations["subject"] == first.evaluations["plate"] == 1
-    assert store.hits == 0 and len(store.entries()) == 2  # the disc and the plate
+    archives = [entry for entry in store.entries() if entry.suffix == ".npz"]
+    kept = [entry for entry in store.entries() if entry.suffix == ".npy"]
+    assert store.hits == 0 and len(archives) == 2  # the disc and the plate
+    assert len(kept) == len(levels) > 3  # the blur's levels of the plate (5 px down to 0)
+    levels.clear()
     again = Evaluator(compiled(small_photo, tmp_path / "b.mp4"), store)
     render(again.graph, evaluator=again)
     assert CountedDisc.calls == 1
     assert again.restored["subject"] == again.restored["plate"] == 1
     assert again.evaluations["subject"] == again.evaluations["plate"] == 0
+    assert levels == [] and store.hits == 2 + len(kept)  # every level read back, none blurred
     assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+
+def counted_levels(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The rungs of the blur levels computed from now on (``blur.blur_level`` calls)."""
+    rungs: list[float] = []
+    compute = blur.blur_level
+
+    def counted(image: np.ndarray, holdout: np.ndarray | None, params: Any, rung: float) -> np.ndarray:
+        rungs.append(rung)
+        return compute(image, holdout, params, rung)
+
+    monkeypatch.setattr(blur, "blur_level", counted)
+    return rungs
 
 
 def test_restored_outputs_equal_evaluated_ones_in_type_and_value(small_photo: Path, tmp_path: Path) -> None:
@@ -147,6 +170,61 @@ def test_the_key_covers_version_code_models_and_inputs() -> None:
         node_key("t.x", 1, "focusgraph.nodes.blur", {"a": 1}, {"image": image}, ["abc"]),
     ]
     assert len({base, *others}) == len(others) + 1
+
+
+def test_kept_array_keys_cover_code_parts_and_contents() -> None:
+    image = np.zeros((4, 4, 3), np.uint8)
+    changed = image.copy()
+    changed[3, 0, 2] = 7
+    digests = {content_digest(image), content_digest(changed), content_digest(image.astype(np.float32))}
+    assert len(digests) == 3 and content_digest(image.copy()) == content_digest(image)
+    base = array_key(__name__, {"level": 1.5, "image": content_digest(image)})
+    assert base == array_key(__name__, {"image": content_digest(image.copy()), "level": 1.5})
+    others = [
+        array_key(__name__, {"level": 1.62, "image": content_digest(image)}),
+        array_key(__name__, {"level": 1.5, "image": content_digest(changed)}),
+        array_key("focusgraph.nodes.blur", {"level": 1.5, "image": content_digest(image)}),
+    ]
+    assert len({base, *others}) == len(others) + 1
+
+
+def test_kept_arrays_come_back_read_only_and_share_the_limit(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store", limit_bytes=int(3.5 * 2**20))
+    block = np.arange(2**20, dtype=np.uint8)  # 1 MiB
+    assert store.put("node", {"mask": np.zeros(2**18, np.float32)})  # 1 MiB of node outputs
+    assert store.put_array_in_background("level-a", block)
+    store.flush()
+    found = store.get_array("level-a")
+    assert found is not None and not found.flags.writeable
+    np.testing.assert_array_equal(found, block)
+    assert store.get_array("level-b") is None and (store.hits, store.misses) == (1, 1)
+    assert len(store.entries()) == 2 and store.size_bytes() > 2 * 2**20
+    # This store may keep KEPT_SHARE of its limit (1.75 MiB): the second array is refused,
+    # so kept arrays cannot crowd every node's outputs out of the store.
+    assert KEPT_SHARE * store.limit_bytes < 2 * block.nbytes
+    assert not store.put_array_in_background("level-b", block)
+    store.flush()
+    assert store.get_array("level-b") is None
+    # Beyond the limit kept arrays go first (least recently used first), then node outputs.
+    os.utime(store.folder / "node.npz", (1, 1))  # the oldest entry
+    another = NodeStore(store.folder, limit_bytes=store.limit_bytes)
+    assert another.put_array_in_background("level-c", block)
+    another.flush()
+    assert another.put("node-2", {"mask": block})
+    assert sorted(path.name for path in another.entries()) == ["level-c.npy", "node-2.npz", "node.npz"]
+    assert another.put("node-3", {"mask": block})
+    assert sorted(path.name for path in another.entries()) == ["node-2.npz", "node-3.npz", "node.npz"]
+
+
+def test_a_damaged_kept_array_is_a_miss_and_is_deleted(tmp_path: Path) -> None:
+    store = NodeStore(tmp_path / "store")
+    store.folder.mkdir()
+    (store.folder / "junk.npy").write_bytes(b"\x93NUMPY not really an array")
+    np.save(store.folder / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(store.folder / "archive.npz", a=np.zeros(3))
+    (store.folder / "archive.npz").rename(store.folder / "archive.npy")  # an .npz where an .npy belongs
+    assert all(store.get_array(name) is None for name in ("junk", "objects", "archive"))
+    assert store.entries() == [] and store.misses == 3
 
 
 def test_an_unreadable_entry_is_recomputed_and_replaced(small_photo: Path, tmp_path: Path) -> None:
@@ -207,7 +285,7 @@ def test_an_unwritable_store_costs_only_the_speed_up(small_photo: Path, tmp_path
     assert not store.put("k", {"mask": np.zeros(3)})
     graph = compiled(small_photo, tmp_path / "a.mp4")
     assert render(graph, store=store) == [tmp_path / "a.mp4"]
-    assert store.entries() == [] and store.misses == 2
+    assert store.entries() == [] and store.hits == 0 and store.misses > 2  # the nodes and the levels
 
 
 def test_a_damaged_or_foreign_entry_never_breaks_a_lookup(tmp_path: Path) -> None:
@@ -329,15 +407,17 @@ def test_cli_re_render_no_cache_and_cache_commands(provisioned: Path, tmp_path: 
     first = cli(*common, "-o", str(tmp_path / "first.mp4"), env=env)
     assert first.returncode == 0, first.stderr
     assert len(list(store.glob("*.npz"))) == 2  # segmentation and plate
+    kept = len(list(store.glob("*.npy")))  # the background's blur levels
+    assert kept > 0
     second = cli(*common, "-o", str(tmp_path / "second.mp4"), env=env)
     assert second.returncode == 0, second.stderr
     clips = [(tmp_path / f"{name}.mp4").read_bytes() for name in ("off", "first", "second")]
     assert clips[0] == clips[1] == clips[2]
     info = cli("cache", "info", env=env)
-    assert info.returncode == 0 and "2 entries" in info.stdout
+    assert info.returncode == 0 and f"{2 + kept} entries" in info.stdout
     cleared = cli("cache", "clear", env=env)
-    assert cleared.returncode == 0 and "removed 2 entries" in cleared.stdout
-    assert list(store.glob("*.npz")) == []
+    assert cleared.returncode == 0 and f"removed {2 + kept} entries" in cleared.stdout
+    assert list(store.iterdir()) == []
 
 
 def test_batch_workers_use_the_store_unless_told_not_to(
