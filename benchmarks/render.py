@@ -10,12 +10,13 @@ floor, peer, ...):
   the peak RSS of its process tree and of the render process alone (the rest is
   ffmpeg's x264, which the floor's tree holds too).
 * **re-render**: the same with a node store that one render beforehand filled, as when
-  a user re-renders the photo after changing a value: segmentation and the plate come
-  from the store (``focusgraph.graph.store``).
+  a user re-renders the photo after changing a value: segmentation, the plate and the
+  background's blur levels come from the store (``focusgraph.graph.store``).
 * **grain-free render**: the render with ``--set grain=0 --set film_grain=0``, the
   same effect as the peer's (which has no grain), to compare the two pipelines on
   equal frames (grain-free frames encode much faster); like the peer, which is handed
-  the mask, it finds the mask and the plate in the filled store.
+  the mask, it finds the mask and the plate in a store, but no blur levels: it blurs
+  the background as the peer does.
 * **floor**: the very frames that render produces (captured once beforehand into a raw
   file) fed through the same Encode node (same ffmpeg, same settings, same atomic
   output path) with nothing else to do: the time no renderer can beat.
@@ -64,6 +65,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -379,11 +381,11 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
     ``render`` is a first render: a new, empty node store each run (segmentation and
     inpainting run, and their results are written to the store as a user's first render
     does); ``render_warm`` is the re-render of a user iterating on the same photo, which
-    finds them in a node store filled by one render beforehand (each run is checked to
-    have read it). ``render_grain_free`` is the render with both grains at 0: the very
+    finds them, and the blur levels, in a node store filled by one render beforehand
+    (each run is checked to have read it). ``render_grain_free`` is the render with both grains at 0: the very
     effect the peer's command makes, whose frames, without grain, encode much faster than
     the preset's; like the peer, which is handed the mask, it finds the mask (and plate)
-    in the filled store.
+    in a store holding only those (it blurs the background itself, as the peer does).
     """
     captured = capture(photo, folder)
     reference = exact_reference(photo, folder, captured)
@@ -393,6 +395,13 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
     warm = {**os.environ, STORE_ENV_VAR: str(store)}
     out = folder / "out.mp4"
     timed(render_command(photo, out), warm)  # fills the store
+    # The grain-free render's store: the mask and the plate only (the peer's blur is
+    # computed every run, so ours is too: the blur levels it keeps are deleted each run).
+    masks = folder / f"store-{photo.stem}-masks"
+    masks.mkdir()
+    for entry in store.glob("*.npz"):
+        shutil.copy2(entry, masks / entry.name)
+    masks_only = {**os.environ, STORE_ENV_VAR: str(masks)}
     cold = run_measured(cold_start_command(photo, folder), empty_store(folder))
     warm_start = run_measured(cold_start_command(photo, folder), warm)
     for start in (cold, warm_start):
@@ -404,8 +413,9 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
         "peer": (peer_command(photo, captured, folder, out), PEER_ENV),
         "peer_grain": (peer_command(photo, captured, folder, out, grain=True), PEER_ENV),
         "render_warm": (render_command(photo, out), warm),
-        "render_grain_free": (render_command(photo, out, *GRAIN_FREE), warm),
+        "render_grain_free": (render_command(photo, out, *GRAIN_FREE), masks_only),
     }
+    stores = {"render_warm": store, "render_grain_free": masks}  # each run must read these
     if serial:
         commands["render_serial"] = (render_command(photo, out, serial=True), None)
     times: dict[str, list[float]] = {name: [] for name in commands}
@@ -413,10 +423,14 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
     own_peaks: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, (command, env) in commands.items():
-            read_before = store_read_times(store)
+            read = stores.get(name)
+            if read is not None:
+                for level in read.glob("*.npy") if read == masks else ():
+                    level.unlink()
+                read_before = store_read_times(read)
             seconds, peak, own = timed(command, env or empty_store(folder))
-            if env is warm and store_read_times(store) == read_before:
-                sys.exit(f"{name} did not read the node store {store}")
+            if read is not None and store_read_times(read) == read_before:
+                sys.exit(f"{name} did not read the node store {read}")
             times[name].append(seconds)
             peaks[name].append(peak)
             own_peaks[name].append(own)
