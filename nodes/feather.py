@@ -52,4 +52,6 @@ class Feather(Node):
         sigma = to_pixels(params.radius, params.units, mask) / 2
         if sigma >= 0.1:
             result = cv2.GaussianBlur(result, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-        return {"mask": np.clip(result, 0.0, 1.0).astype(np.float32)}
+        result = np.asarray(result, np.float32)
+        # (clipped in place when the array is this node's own, not the input's)
+        return {"mask": np.clip(result, 0.0, 1.0, out=None if result is mask else result)}
