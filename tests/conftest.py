@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,6 +45,22 @@ def offline(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PIP_FIND_LINKS")
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/")
     return cache
+
+
+@pytest.fixture
+def level_rungs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The rungs of the blur levels computed during the test (``blur.blur_level`` calls)."""
+    from focusgraph.nodes import blur
+
+    rungs: list[float] = []
+    compute = blur.blur_level
+
+    def counted(image: np.ndarray, holdout: np.ndarray | None, params: Any, rung: float) -> np.ndarray:
+        rungs.append(rung)
+        return compute(image, holdout, params, rung)
+
+    monkeypatch.setattr(blur, "blur_level", counted)
+    return rungs
 
 
 @pytest.fixture(scope="session")

@@ -92,18 +92,11 @@ def test_another_image_does_not_reuse_the_levels_of_the_first() -> None:
 
 
 def test_levels_kept_in_the_store_come_back_identical_without_blurring(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, level_rungs: list[float]
 ) -> None:
     store = NodeStore(tmp_path / "store")
     ctx = dataclasses.replace(CTX, store=store)
-    rungs: list[float] = []
-    level = blur.blur_level
-
-    def counted(image: np.ndarray, holdout: np.ndarray | None, kept: Any, rung: float) -> np.ndarray:
-        rungs.append(rung)
-        return level(image, holdout, kept, rung)
-
-    monkeypatch.setattr(blur, "blur_level", counted)
+    rungs = level_rungs
 
     def sweep(image: np.ndarray, radii: np.ndarray, highlights: float = 2.0) -> list[np.ndarray]:
         node = Blur()  # a new render's node: no levels of its own yet

@@ -29,7 +29,6 @@ from focusgraph.graph.store import (
     node_key,
     package_digest,
 )
-from focusgraph.nodes import blur
 
 
 class CountedDisc(Node):
@@ -83,11 +82,11 @@ def compiled(photo: Path, out: Path, fraction: float = 0.3) -> Any:
 
 
 def test_a_re_render_restores_persistent_nodes_and_writes_the_same_clip(
-    small_photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_photo: Path, tmp_path: Path, level_rungs: list[float]
 ) -> None:
     store = NodeStore(tmp_path / "store")
     CountedDisc.calls = 0
-    levels = counted_levels(monkeypatch)
+    levels = level_rungs
     first = Evaluator(compiled(small_photo, tmp_path / "a.mp4"), store)
     render(first.graph, evaluator=first)
     assert first.evaluations["subject"] == first.evaluations["plate"] == 1
@@ -103,19 +102,6 @@ def test_a_re_render_restores_persistent_nodes_and_writes_the_same_clip(
     assert again.evaluations["subject"] == again.evaluations["plate"] == 0
     assert levels == [] and store.hits == 2 + len(kept)  # every level read back, none blurred
     assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
-
-
-def counted_levels(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The rungs of the blur levels computed from now on (``blur.blur_level`` calls)."""
-    rungs: list[float] = []
-    compute = blur.blur_level
-
-    def counted(image: np.ndarray, holdout: np.ndarray | None, params: Any, rung: float) -> np.ndarray:
-        rungs.append(rung)
-        return compute(image, holdout, params, rung)
-
-    monkeypatch.setattr(blur, "blur_level", counted)
-    return rungs
 
 
 def test_restored_outputs_equal_evaluated_ones_in_type_and_value(small_photo: Path, tmp_path: Path) -> None:
