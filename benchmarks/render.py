@@ -382,10 +382,11 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
     inpainting run, and their results are written to the store as a user's first render
     does); ``render_warm`` is the re-render of a user iterating on the same photo, which
     finds them, and the blur levels, in a node store filled by one render beforehand
-    (each run is checked to have read it). ``render_grain_free`` is the render with both grains at 0: the very
-    effect the peer's command makes, whose frames, without grain, encode much faster than
-    the preset's; like the peer, which is handed the mask, it finds the mask (and plate)
-    in a store holding only those (it blurs the background itself, as the peer does).
+    (each run is checked to have read it). ``render_grain_free`` is the render with both
+    grains at 0: the very effect the peer's command makes, whose frames, without grain,
+    encode much faster than the preset's; like the peer, which is handed the mask, it
+    finds the mask (and plate) in a store holding only those (it blurs the background
+    itself, as the peer does).
     """
     captured = capture(photo, folder)
     reference = exact_reference(photo, folder, captured)
@@ -424,9 +425,10 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
     for _ in range(runs):
         for name, (command, env) in commands.items():
             read = stores.get(name)
-            if read is not None:
-                for level in read.glob("*.npy") if read == masks else ():
+            if read == masks:
+                for level in masks.glob("*.npy"):
                     level.unlink()
+            if read is not None:
                 read_before = store_read_times(read)
             seconds, peak, own = timed(command, env or empty_store(folder))
             if read is not None and store_read_times(read) == read_before:

@@ -31,8 +31,8 @@ push the segmentation of every other photo out.
 
 Entries are ``.npz`` files (a node's outputs) and ``.npy`` files (a kept array), written
 atomically; the least recently used are deleted (kept arrays first) once the folder
-holds more than ``FOCUSGRAPH_CACHE_MB`` megabytes (default 2048). An entry that is not a valid file is
-deleted and recomputed; any failure of the store only costs its speed-up.
+holds more than ``FOCUSGRAPH_CACHE_MB`` megabytes (default 2048). An entry that is not
+a valid file is deleted and recomputed; any failure of the store only costs its speed-up.
 The folder is ``$FOCUSGRAPH_CACHE`` when set (``off`` turns the store off), else
 ``nodes`` in focusgraph's user cache folder (``~/.cache/focusgraph/nodes`` on Linux).
 """
@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -75,6 +75,7 @@ _LOG = "__log__"  # the warnings the node logged while it was evaluated
 FORMAT = 2
 """Version of the entries' layout (part of every key)."""
 KEPT_SHARE = 0.5
+_Found = TypeVar("_Found")
 """Share of the size limit one :class:`NodeStore` may fill with kept arrays (``put_array``)."""
 
 
@@ -212,6 +213,20 @@ def _archive_writer(arrays: dict[str, np.ndarray]) -> Callable[[IO[bytes]], None
     return lambda file: np.savez(file, **arrays)  # type: ignore[arg-type]
 
 
+def _read_archive(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The outputs and logged warnings in the ``.npz`` entry at ``path``."""
+    with np.load(path, allow_pickle=False) as archive:
+        return _restored(archive)
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """The kept array in the ``.npy`` entry at ``path``, read-only (nothing else than an array)."""
+    with open(path, "rb") as file:
+        found: np.ndarray = np.lib.format.read_array(file, allow_pickle=False)
+    found.flags.writeable = False
+    return found
+
+
 def _restored(archive: Any) -> tuple[dict[str, Any], list[str]]:
     """The outputs and logged warnings held in an open ``np.load`` archive (arrays read-only)."""
     outputs: dict[str, Any] = {}
@@ -268,10 +283,16 @@ class NodeStore:
         An entry that is not a valid archive is deleted; one that cannot be read (a
         permission, a transient error) is left alone.
         """
-        path = self._path(key)
+        return self._read(self._path(key), _read_archive)
+
+    def get_array(self, key: str) -> np.ndarray | None:
+        """The array kept under ``key`` (read-only), or ``None`` (handled as :meth:`get` does)."""
+        return self._read(self._path(key, _ARRAY_SUFFIX), _read_array)
+
+    def _read(self, path: Path, load: Callable[[Path], _Found]) -> _Found | None:
+        """``load(path)``, counted as a hit (and the entry marked most recently used) or a miss."""
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                found = _restored(archive)
+            found = load(path)
         except OSError:
             self.misses += 1
             return None
@@ -280,30 +301,10 @@ class NodeStore:
                 path.unlink(missing_ok=True)
             self.misses += 1
             return None
-        return self._hit(path, found)
-
-    def _hit(self, path: Path, found: Any) -> Any:
         with contextlib.suppress(OSError):
             os.utime(path)  # most recently used
         self.hits += 1
         return found
-
-    def get_array(self, key: str) -> np.ndarray | None:
-        """The array kept under ``key`` (read-only), or ``None`` (handled as :meth:`get` does)."""
-        path = self._path(key, _ARRAY_SUFFIX)
-        try:
-            with open(path, "rb") as file:
-                found = np.lib.format.read_array(file, allow_pickle=False)
-        except OSError:
-            self.misses += 1
-            return None
-        except Exception:  # a damaged or foreign file (numpy raises ValueError and others)
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-            self.misses += 1
-            return None
-        found.flags.writeable = False
-        return self._hit(path, found)
 
     def put_array_in_background(self, key: str, array: np.ndarray) -> bool:
         """Keep ``array`` under ``key``, written by a thread as :meth:`put_in_background` does.

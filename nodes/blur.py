@@ -19,8 +19,8 @@ level there (:func:`kept_level`; a level depends on the image and the lens setti
 not on the keyframes), so a re-render of the same plate reads them (measured at 1080p,
 a rack focus: 0.3 instead of 1.7 s of CPU for the background). Lens levels of
 4.5-12.5 px (kernels of 13 px and wider, where OpenCV would transform the whole image
-anew for each) are computed at full resolution through the image's spectrum, computed once per render:
-about 30 ms a level at 1080p instead of 60-170 ms, and exact. Measured against
+anew for each) are computed at full resolution through the image's spectrum, computed
+once per render: about 30 ms a level at 1080p instead of 60-170 ms, and exact. Measured against
 ``exact`` over dense sweeps of radii 0.25-60 px (every ladder interval's midpoint included; 1080p and 1280 px
 upscales of the shared photos, uniform random noise, a noisy synthetic image), the worst
 PSNR was 47.6 dB for ``lens`` (with highlights; random noise near 13 px) and 51.7 dB
