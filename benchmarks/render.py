@@ -42,6 +42,14 @@ Also reported, per input:
   the preset and evaluates frame 0 (models already provisioned: the capture ran first),
   with an empty and with a filled node store.
 * time to first frame (compile, segmentation and inpainting, in process) and frames/s.
+* **bounds** (a second table): when each command's encoder started (the Encode node
+  starts ffmpeg with the first frame; timed by an ffmpeg wrapper given as
+  ``IMAGEIO_FFMPEG_EXE`` to the renders and the floor alike, :func:`encoder_clock`), the
+  CPU time of each command's process tree, and from them the least render/floor each
+  render could reach: the *start bound*, if every frame after the first cost nothing,
+  and the *CPU bound*, if its tree kept every core busy throughout (:func:`bounds`);
+  also floor/peer: a floor above the peer means no render of the preset's frames can
+  beat the peer.
 * with ``--serial``: the render again with the writer thread off
   (``focusgraph.nodes._writers.QUEUE_FRAMES = 0``: compute and pipe writes alternate in
   one thread), interleaved with the others, to measure what the overlap gives.
@@ -65,6 +73,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import statistics
 import sys
@@ -77,7 +86,7 @@ from typing import Any
 import cv2
 import imageio_ffmpeg
 import numpy as np
-from treememory import run_measured
+from treememory import Measured, run_measured
 
 from focusgraph.graph import Evaluator
 from focusgraph.graph.allocator import child_environment
@@ -162,12 +171,42 @@ def store_read_times(store: Path) -> list[float]:
     return sorted(path.stat().st_mtime for path in store.glob("*.npz"))
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """Run ``command``; return (seconds, peak RSS of its process tree, of its own process, in MB)."""
+def timed(command: list[str], env: dict[str, str] | None = None) -> Measured:
+    """Run ``command``: its wall time, the peak RSS of its tree and of its own process, its tree's CPU."""
     run = run_measured(command, env)
     if run.returncode != 0:
         sys.exit(f"{command[0]} failed: {run.stderr.strip()[-500:]}")
-    return run.seconds, run.peak_total_mb, run.peak_root_mb
+    return run
+
+
+def encoder_clock(folder: Path) -> tuple[Path, Path]:
+    """An ffmpeg that notes when it starts encoding raw frames (a wrapper of imageio-ffmpeg's), and its log.
+
+    The Encode node starts ffmpeg with its first frame, so the note is the moment a
+    command's first frame is ready: everything a render does before it, the encoder
+    waits for. Given as ``IMAGEIO_FFMPEG_EXE`` to the renders and the floor alike.
+    """
+    log = folder / "encoder-starts.log"
+    wrapper = folder / "ffmpeg-noting-starts"
+    wrapper.write_text(
+        "#!/bin/bash\n"
+        f'case " $* " in *" rawvideo "*) echo "$EPOCHREALTIME" >> {shlex.quote(str(log))} ;; esac\n'
+        f'exec {shlex.quote(imageio_ffmpeg.get_ffmpeg_exe())} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+def timed_start(
+    command: list[str], env: dict[str, str], clock: tuple[Path, Path]
+) -> tuple[Measured, float | None]:
+    """:func:`timed` through the :func:`encoder_clock`: also the seconds until its encoder started."""
+    wrapper, log = clock
+    log.unlink(missing_ok=True)
+    launched = time.time()
+    run = timed(command, {**env, "IMAGEIO_FFMPEG_EXE": str(wrapper)})
+    starts = log.read_text().split() if log.exists() else []
+    return run, (float(starts[0]) - launched if starts else None)
 
 
 def preset_graph(
@@ -422,6 +461,9 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
     times: dict[str, list[float]] = {name: [] for name in commands}
     peaks: dict[str, list[float]] = {name: [] for name in commands}
     own_peaks: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    starts: dict[str, list[float]] = {name: [] for name in commands}
+    clock = encoder_clock(folder)
     for _ in range(runs):
         for name, (command, env) in commands.items():
             read = stores.get(name)
@@ -430,12 +472,15 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
                     level.unlink()
             if read is not None:
                 read_before = store_read_times(read)
-            seconds, peak, own = timed(command, env or empty_store(folder))
+            run, encoder_start = timed_start(command, env or empty_store(folder), clock)
             if read is not None and store_read_times(read) == read_before:
                 sys.exit(f"{name} did not read the node store {read}")
-            times[name].append(seconds)
-            peaks[name].append(peak)
-            own_peaks[name].append(own)
+            times[name].append(run.seconds)
+            peaks[name].append(run.peak_total_mb)
+            own_peaks[name].append(run.peak_root_mb)
+            cpu[name].append(run.cpu_seconds)
+            if encoder_start is not None:
+                starts[name].append(encoder_start)
     median = {name: statistics.median(values) for name, values in times.items()}
     width, height = captured["size"]
     result = {
@@ -463,8 +508,39 @@ def bench_input(label: str, photo: Path, folder: Path, runs: int, serial: bool) 
         "peer_command": commands["peer"][0],
         "peer_grain_command": commands["peer_grain"][0],
     }
+    result["bounds"] = bounds(median, cpu, starts)
     if serial:
         result["serial_over_render"] = round(median["render_serial"] / median["render"], 2)
+    return result
+
+
+def bounds(
+    median: dict[str, float], cpu: dict[str, list[float]], starts: dict[str, list[float]]
+) -> dict[str, Any]:
+    """The least render/floor each render could reach, from its start and from its CPU time.
+
+    * start bound: ``(floor + start - floor's start) / floor``, the ratio if every frame
+      after the first cost the render nothing (the encoder has nothing to do before it:
+      segmentation, the plate, the first blur, the interpreter's start and imports);
+    * CPU bound: ``CPU / cores / floor``, the ratio if the render's process tree (ffmpeg
+      included) kept every core busy from its first instruction to its last.
+    """
+    cores = os.cpu_count() or 1
+    start = {name: statistics.median(values) for name, values in starts.items() if values}
+    used = {name: statistics.median(values) for name, values in cpu.items()}
+    floor = median["floor"]
+    result: dict[str, Any] = {
+        "cores": cores,
+        "encoder_start_seconds": {name: round(value, 2) for name, value in start.items()},
+        "cpu_seconds": {name: round(value, 1) for name, value in used.items()},
+        "floor_busy_cores": round(used["floor"] / floor, 2),
+        "floor_over_peer": round(floor / median["peer"], 2),
+        "floor_over_peer_grain": round(floor / median["peer_grain"], 2),
+    }
+    for name in ("render", "render_warm"):
+        if name in start and "floor" in start:
+            result[f"{name}_start_bound"] = round((floor + start[name] - start["floor"]) / floor, 2)
+        result[f"{name}_cpu_bound"] = round(used[name] / cores / floor, 2)
     return result
 
 
@@ -489,8 +565,12 @@ def length_check(photo: Path, folder: Path) -> dict[str, Any]:
     rows = {}
     for seconds in (DURATION, 2 * DURATION):
         out = folder / f"length-{seconds:g}s.mp4"
-        wall, peak, own = timed(render_command(photo, out, "--set", f"duration={seconds:g}"), NO_STORE)
-        rows[f"{seconds:g}s"] = {"seconds": round(wall, 2), "peak_rss_mb": round(peak), "own_mb": round(own)}
+        run = timed(render_command(photo, out, "--set", f"duration={seconds:g}"), NO_STORE)
+        rows[f"{seconds:g}s"] = {
+            "seconds": round(run.seconds, 2),
+            "peak_rss_mb": round(run.peak_total_mb),
+            "own_mb": round(run.peak_root_mb),
+        }
     ratio = rows[f"{2 * DURATION:g}s"]["peak_rss_mb"] / rows[f"{DURATION:g}s"]["peak_rss_mb"]
     return {
         "photo": photo.name,
@@ -503,13 +583,13 @@ def length_check(photo: Path, folder: Path) -> dict[str, Any]:
 def single_run(label: str, photo: Path, folder: Path) -> dict[str, Any]:
     """One render of a large input: wall time and peak RSS of its process tree."""
     height, width = cv2.imread(str(photo), cv2.IMREAD_UNCHANGED).shape[:2]
-    wall, peak, own = timed(render_command(photo, folder / "large.mp4"), NO_STORE)
+    run = timed(render_command(photo, folder / "large.mp4"), NO_STORE)
     return {
         "input": label,
         "size": f"{width}x{height}",
-        "seconds": round(wall, 2),
-        "peak_rss_mb": round(peak),
-        "own_peak_rss_mb": round(own),
+        "seconds": round(run.seconds, 2),
+        "peak_rss_mb": round(run.peak_total_mb),
+        "own_peak_rss_mb": round(run.peak_root_mb),
     }
 
 
@@ -556,6 +636,35 @@ def markdown(results: list[dict[str, Any]]) -> str:
             else:
                 line += " - | - |"
         lines.append(line)
+    return "\n".join(lines)
+
+
+def bounds_markdown(results: list[dict[str, Any]]) -> str:
+    """The table of what each render could reach at best (see :func:`bounds`)."""
+    header = (
+        "| input | encoder start: render / re-render / floor (s) | CPU: render / re-render / floor "
+        "(core-s) | floor's busy cores | render/floor: measured / start bound / CPU bound | "
+        "re-render/floor: measured / start bound / CPU bound | floor/peer | floor/peer with grain |"
+    )
+    lines = [header, "|" + " --- |" + " ---: |" * (header.count("|") - 2)]
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for result in results:
+        bound = result["bounds"]
+        start, cpu = bound["encoder_start_seconds"], bound["cpu_seconds"]
+        lines.append(
+            f"| {result['input']} ({result['size']}) | "
+            f"{cell(start.get('render'))} / {cell(start.get('render_warm'))} / {cell(start.get('floor'))} | "
+            f"{cpu['render']:.1f} / {cpu['render_warm']:.1f} / {cpu['floor']:.1f} | "
+            f"{bound['floor_busy_cores']:.2f} of {bound['cores']} | "
+            f"{result['render_over_floor']:.2f} / {cell(bound.get('render_start_bound'))} / "
+            f"{bound['render_cpu_bound']:.2f} | "
+            f"{result['warm_over_floor']:.2f} / {cell(bound.get('render_warm_start_bound'))} / "
+            f"{bound['render_warm_cpu_bound']:.2f} | "
+            f"{bound['floor_over_peer']:.2f} | {bound['floor_over_peer_grain']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -618,11 +727,13 @@ def main() -> None:
             result = bench_input(label, photo, folder, args.runs, args.serial)
             results.append(result)
             print(markdown([result]).splitlines()[-1], flush=True)
+            print(bounds_markdown([result]).splitlines()[-1], flush=True)
         if "1080p" in sizes and not args.no_length_check:
             length = length_check(dict(inputs)["girl-2 scaled 1080p"], folder)
     table = markdown(results) if results else ""
+    limits = bounds_markdown(results) if results else ""
     extra = extra_markdown(length, large)
-    report = "\n\n".join(part for part in (table, extra) if part)
+    report = "\n\n".join(part for part in (table, limits, extra) if part)
     print("\n" + report)
     if results:
         print("\npeer command (last input):\n" + " ".join(results[-1]["peer_command"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import threading
 import time
@@ -43,7 +44,7 @@ class TreeMemory(threading.Thread):
 
 @dataclass(frozen=True)
 class Measured:
-    """A finished command: wall time, exit status, stderr and the peak memory of its tree."""
+    """A finished command: wall time, exit status, stderr, the peak memory and the CPU time of its tree."""
 
     seconds: float
     returncode: int
@@ -51,10 +52,16 @@ class Measured:
     peak_total_mb: float
     peak_single_mb: float
     peak_root_mb: float = 0.0
+    cpu_seconds: float = 0.0  # user + system time of the command and every descendant it waited for
 
 
 def run_measured(command: list[str], env: dict[str, str] | None = None) -> Measured:
-    """Run ``command`` (stdout discarded, ``env`` its environment) while sampling its tree's memory."""
+    """Run ``command`` (stdout discarded, ``env`` its environment) while sampling its tree's memory.
+
+    Commands must run one at a time: the CPU time is the change of this process's
+    ``RUSAGE_CHILDREN`` over the run.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     memory = TreeMemory(process.pid)
@@ -63,6 +70,8 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> Measu
     seconds = time.perf_counter() - started
     memory.finished.set()
     memory.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Measured(
         seconds,
         process.returncode,
@@ -70,4 +79,5 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> Measu
         memory.peak_total / 2**20,
         memory.peak_single / 2**20,
         memory.peak_root / 2**20,
+        cpu,
     )
