@@ -525,7 +525,7 @@ def bounds(
     * CPU bound: ``CPU / cores / floor``, the ratio if the render's process tree (ffmpeg
       included) kept every core busy from its first instruction to its last.
     """
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))  # the cores this process (and its children) may run on
     start = {name: statistics.median(values) for name, values in starts.items() if values}
     used = {name: statistics.median(values) for name, values in cpu.items()}
     floor = median["floor"]
